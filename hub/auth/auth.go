@@ -1,0 +1,273 @@
+// Package auth verifies the JSON Web Tokens that MediaNest clients present
+// and mints tokens for development and tests. Verification pins HS256,
+// checks issuer, audience and expiry, honours nbf and iat with a leeway, and
+// accepts a previous secret during rotation. A [Verifier] is immutable and
+// safe for concurrent use.
+package auth
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+)
+
+// Error codes a client reads in connect_error data.code.
+const (
+	CodeTokenMissing   = "token_missing"
+	CodeTokenInvalid   = "token_invalid"
+	CodeTokenExpired   = "token_expired"
+	CodeSessionInvalid = "session_invalid"
+	CodeSessionRevoked = "session_revoked"
+)
+
+// MaxTokenBytes bounds the size of a token; a longer one is invalid.
+const MaxTokenBytes = 8 << 10
+
+// Error is a verification failure with a stable client-facing code. The
+// wrapped cause is for logs only.
+type Error struct {
+	Code  string
+	Cause error
+}
+
+func (e *Error) Error() string {
+	if e.Cause == nil {
+		return "auth: " + e.Code
+	}
+	return "auth: " + e.Code + ": " + e.Cause.Error()
+}
+
+func (e *Error) Unwrap() error { return e.Cause }
+
+// Identity is what a verified token says about its bearer.
+type Identity struct {
+	UserID    string
+	Roles     []string // lower case, without duplicates, in token order
+	SessionID string
+	Email     string
+	Name      string
+	JTI       string
+	ExpiresAt time.Time
+	IssuedAt  time.Time
+	// TokenSHA256 is the hex SHA-256 of the token, for session lookups by token.
+	TokenSHA256 string
+}
+
+// Role returns the first role, or "" when there is none.
+func (id *Identity) Role() string {
+	if len(id.Roles) == 0 {
+		return ""
+	}
+	return id.Roles[0]
+}
+
+// HasAnyRole reports whether the identity holds one of roles (lower case).
+func (id *Identity) HasAnyRole(roles ...string) bool {
+	for _, want := range roles {
+		for _, have := range id.Roles {
+			if have == want {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// Config configures a [Verifier].
+type Config struct {
+	// Secret is the current HMAC secret; required.
+	Secret []byte
+	// PreviousSecret, when set, is also accepted (secret rotation).
+	PreviousSecret []byte
+	// Issuer must equal the iss claim. Required.
+	Issuer string
+	// Audience must be one of the aud claim's values. Required.
+	Audience string
+	// Leeway is the clock skew allowed on exp, nbf and iat; zero means 30s.
+	Leeway time.Duration
+}
+
+// Verifier checks tokens.
+type Verifier struct {
+	cfg    Config
+	parser *jwt.Parser
+}
+
+// NewVerifier returns a Verifier for cfg.
+func NewVerifier(cfg Config) (*Verifier, error) {
+	if len(cfg.Secret) == 0 {
+		return nil, errors.New("auth: secret is required")
+	}
+	if cfg.Issuer == "" || cfg.Audience == "" {
+		return nil, errors.New("auth: issuer and audience are required")
+	}
+	if cfg.Leeway == 0 {
+		cfg.Leeway = 30 * time.Second
+	}
+	p := jwt.NewParser(
+		jwt.WithValidMethods([]string{jwt.SigningMethodHS256.Alg()}),
+		jwt.WithIssuer(cfg.Issuer),
+		jwt.WithAudience(cfg.Audience),
+		jwt.WithExpirationRequired(),
+		jwt.WithIssuedAt(),
+		jwt.WithLeeway(cfg.Leeway),
+	)
+	return &Verifier{cfg: cfg, parser: p}, nil
+}
+
+// Verify checks token and returns its identity, or an [*Error].
+func (v *Verifier) Verify(token string) (*Identity, error) {
+	if token == "" {
+		return nil, &Error{Code: CodeTokenMissing}
+	}
+	if len(token) > MaxTokenBytes {
+		return nil, &Error{Code: CodeTokenInvalid, Cause: errors.New("token too large")}
+	}
+	claims, err := v.parse(token, v.cfg.Secret)
+	if err != nil && len(v.cfg.PreviousSecret) > 0 && errors.Is(err, jwt.ErrTokenSignatureInvalid) {
+		claims, err = v.parse(token, v.cfg.PreviousSecret)
+	}
+	if err != nil {
+		if errors.Is(err, jwt.ErrTokenExpired) {
+			return nil, &Error{Code: CodeTokenExpired, Cause: err}
+		}
+		return nil, &Error{Code: CodeTokenInvalid, Cause: err}
+	}
+	id := claims.identity()
+	if id.UserID == "" {
+		return nil, &Error{Code: CodeTokenInvalid, Cause: errors.New("token has no sub or userId")}
+	}
+	sum := sha256.Sum256([]byte(token))
+	id.TokenSHA256 = hex.EncodeToString(sum[:])
+	return id, nil
+}
+
+func (v *Verifier) parse(token string, secret []byte) (*Claims, error) {
+	claims := &Claims{}
+	_, err := v.parser.ParseWithClaims(token, claims, func(*jwt.Token) (any, error) { return secret, nil })
+	if err != nil {
+		return nil, err
+	}
+	return claims, nil
+}
+
+// Claims are the token claims MediaNest reads: the registered ones plus
+// userId, role, roles, sessionId/sid, email and name.
+type Claims struct {
+	jwt.RegisteredClaims
+	UserID    string     `json:"userId,omitempty"`
+	Role      stringList `json:"role,omitempty"`
+	Roles     stringList `json:"roles,omitempty"`
+	SID       string     `json:"sid,omitempty"`
+	SessionID string     `json:"sessionId,omitempty"`
+	Email     string     `json:"email,omitempty"`
+	Name      string     `json:"name,omitempty"`
+}
+
+func (c *Claims) identity() *Identity {
+	id := &Identity{
+		UserID:    c.Subject,
+		SessionID: c.SID,
+		Email:     c.Email,
+		Name:      c.Name,
+		JTI:       c.ID,
+	}
+	if id.UserID == "" {
+		id.UserID = c.UserID
+	}
+	if id.SessionID == "" {
+		id.SessionID = c.SessionID
+	}
+	if c.ExpiresAt != nil {
+		id.ExpiresAt = c.ExpiresAt.Time
+	}
+	if c.IssuedAt != nil {
+		id.IssuedAt = c.IssuedAt.Time
+	}
+	seen := make(map[string]bool, len(c.Role)+len(c.Roles))
+	for _, r := range append(append([]string(nil), c.Role...), c.Roles...) {
+		r = strings.ToLower(strings.TrimSpace(r))
+		if r != "" && !seen[r] {
+			seen[r] = true
+			id.Roles = append(id.Roles, r)
+		}
+	}
+	return id
+}
+
+// stringList reads a JSON string or an array of strings.
+type stringList []string
+
+func (l *stringList) UnmarshalJSON(b []byte) error {
+	var one string
+	if err := json.Unmarshal(b, &one); err == nil {
+		*l = stringList{one}
+		return nil
+	}
+	var many []string
+	if err := json.Unmarshal(b, &many); err != nil {
+		return fmt.Errorf("role claim must be a string or an array of strings: %w", err)
+	}
+	*l = many
+	return nil
+}
+
+// MintOptions describe a token to mint.
+type MintOptions struct {
+	UserID    string
+	Roles     []string
+	SessionID string
+	Email     string
+	Name      string
+	JTI       string
+	TTL       time.Duration // zero means one hour
+	Issuer    string
+	Audience  string
+	// Now is the issue time; zero means time.Now().
+	Now time.Time
+}
+
+// Mint signs a HS256 token with secret. It is meant for development, tests
+// and the load tool; production tokens come from MediaNest's backend.
+func Mint(secret []byte, o MintOptions) (string, error) {
+	if o.UserID == "" {
+		return "", errors.New("auth: mint: user id is required")
+	}
+	now := o.Now
+	if now.IsZero() {
+		now = time.Now()
+	}
+	ttl := o.TTL
+	if ttl == 0 {
+		ttl = time.Hour
+	}
+	c := Claims{
+		RegisteredClaims: jwt.RegisteredClaims{
+			Issuer:    o.Issuer,
+			Subject:   o.UserID,
+			Audience:  jwt.ClaimStrings{o.Audience},
+			ExpiresAt: jwt.NewNumericDate(now.Add(ttl)),
+			IssuedAt:  jwt.NewNumericDate(now),
+			ID:        o.JTI,
+		},
+		SID:   o.SessionID,
+		Email: o.Email,
+		Name:  o.Name,
+	}
+	if len(o.Roles) == 1 {
+		c.Role = stringList{o.Roles[0]}
+	} else if len(o.Roles) > 1 {
+		c.Roles = o.Roles
+	}
+	s, err := jwt.NewWithClaims(jwt.SigningMethodHS256, c).SignedString(secret)
+	if err != nil {
+		return "", fmt.Errorf("auth: sign token: %w", err)
+	}
+	return s, nil
+}
