@@ -1,0 +1,344 @@
+package socketio
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/rs/zerolog"
+
+	"github.com/medianest/hub/hub/engineio"
+	"github.com/medianest/hub/hub/protocol"
+)
+
+// Disconnect reasons, as Socket.io names them.
+const (
+	ReasonClientNamespaceDisconnect = "client namespace disconnect"
+	ReasonServerNamespaceDisconnect = "server namespace disconnect"
+)
+
+// ErrAckTimeout is passed to an ack callback when the client did not answer.
+var ErrAckTimeout = errors.New("ack timeout")
+
+// ErrDisconnected is passed to an ack callback when the socket went away.
+var ErrDisconnected = errors.New("socket disconnected")
+
+// Handler handles one client event. ack is nil when the client asked for
+// no acknowledgement.
+type Handler func(s *Socket, args []json.RawMessage, ack Ack)
+
+// Ack answers a client's event; only the first call is sent.
+type Ack func(args ...json.RawMessage)
+
+// ConnectError refuses a namespace CONNECT. Message and Data reach the
+// client's connect_error handler.
+type ConnectError struct {
+	Message string
+	Data    any
+	// CloseConn also closes the whole connection (all namespaces).
+	CloseConn bool
+}
+
+func (e *ConnectError) Error() string { return "connect refused: " + e.Message }
+
+// Stats counts protocol-level refusals.
+type Stats struct {
+	BadPackets      atomic.Uint64
+	BinaryRefused   atomic.Uint64
+	UnknownNSP      atomic.Uint64
+	EventsIn        atomic.Uint64
+	FramesOut       atomic.Uint64
+	BroadcastFrames atomic.Uint64
+}
+
+// Server is a Socket.io server.
+type Server struct {
+	eio        *engineio.Server
+	log        zerolog.Logger
+	namespaces map[string]*Namespace
+	stats      Stats
+	mu         sync.Mutex // guards namespaces during setup
+
+	// OnOpen, if set, is called for each new connection before any packet.
+	OnOpen func(c *Conn, r *http.Request)
+	// OnClose, if set, is called when a connection is gone, after its
+	// sockets were disconnected.
+	OnClose func(c *Conn, reason string)
+	// Guard, if set, is called before each client event is dispatched; an
+	// event it refuses is dropped (the guard tells the client why).
+	Guard func(s *Socket, event string) bool
+}
+
+// NewServer returns a Server with the given transport configuration.
+func NewServer(cfg engineio.Config, log zerolog.Logger) *Server {
+	s := &Server{log: log, namespaces: make(map[string]*Namespace)}
+	s.eio = engineio.NewServer(cfg, (*eioHandler)(s), log)
+	return s
+}
+
+// Engine returns the transport server.
+func (s *Server) Engine() *engineio.Server { return s.eio }
+
+// Stats returns the protocol counters.
+func (s *Server) Stats() *Stats { return &s.stats }
+
+// ServeHTTP serves the /socket.io/ endpoint.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.eio.ServeHTTP(w, r) }
+
+// Shutdown closes every connection (see [engineio.Server.Shutdown]).
+func (s *Server) Shutdown(done <-chan struct{}) { s.eio.Shutdown(done) }
+
+// Of returns the namespace called name, creating it. Call it only during
+// setup, before serving.
+func (s *Server) Of(name string) *Namespace {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if ns, ok := s.namespaces[name]; ok {
+		return ns
+	}
+	ns := newNamespace(s, name)
+	s.namespaces[name] = ns
+	return ns
+}
+
+// Namespaces returns the registered namespaces.
+func (s *Server) Namespaces() []*Namespace {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]*Namespace, 0, len(s.namespaces))
+	for _, ns := range s.namespaces {
+		out = append(out, ns)
+	}
+	return out
+}
+
+func (s *Server) lookup(name string) *Namespace {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.namespaces[name]
+}
+
+// eioHandler adapts the Server to engineio.Handler without exporting the
+// methods on Server.
+type eioHandler Server
+
+func (h *eioHandler) Open(ec *engineio.Conn, r *http.Request) {
+	s := (*Server)(h)
+	c := &Conn{eio: ec, srv: s, sockets: make(map[string]*Socket, 1)}
+	ec.Data = c
+	if s.OnOpen != nil {
+		s.OnOpen(c, r)
+	}
+}
+
+func (h *eioHandler) Message(ec *engineio.Conn, data []byte) {
+	c, _ := ec.Data.(*Conn)
+	if c != nil {
+		c.handle(data)
+	}
+}
+
+func (h *eioHandler) Binary(ec *engineio.Conn, data []byte) {
+	c, _ := ec.Data.(*Conn)
+	if c == nil {
+		return
+	}
+	if c.pendingBinary > 0 {
+		c.pendingBinary-- // an attachment of a refused binary packet
+		return
+	}
+	c.srv.stats.BadPackets.Add(1)
+	ec.CloseWithError(websocket.CloseUnsupportedData, engineio.ReasonParseError, "unexpected binary frame")
+}
+
+func (h *eioHandler) Close(ec *engineio.Conn, reason string) {
+	s := (*Server)(h)
+	c, _ := ec.Data.(*Conn)
+	if c == nil {
+		return
+	}
+	for _, sock := range c.takeSockets() {
+		sock.ns.remove(sock, reason)
+	}
+	if s.OnClose != nil {
+		s.OnClose(c, reason)
+	}
+}
+
+// Conn is one client connection, which may hold a socket in each namespace.
+type Conn struct {
+	eio *engineio.Conn
+	srv *Server
+
+	mu      sync.Mutex
+	sockets map[string]*Socket
+
+	// pendingBinary is touched only by the reader goroutine.
+	pendingBinary int
+
+	// Data is the application's state for the connection; set it in OnOpen.
+	Data any
+}
+
+// ID is the Engine.IO session id.
+func (c *Conn) ID() string { return c.eio.ID() }
+
+// Transport returns the underlying Engine.IO connection.
+func (c *Conn) Transport() *engineio.Conn { return c.eio }
+
+// Close closes the connection and every socket on it.
+func (c *Conn) Close(reason string) { c.eio.Close(reason) }
+
+// Sockets returns the connection's sockets.
+func (c *Conn) Sockets() []*Socket {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]*Socket, 0, len(c.sockets))
+	for _, s := range c.sockets {
+		out = append(out, s)
+	}
+	return out
+}
+
+func (c *Conn) socket(ns string) *Socket {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.sockets[ns]
+}
+
+func (c *Conn) takeSockets() []*Socket {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]*Socket, 0, len(c.sockets))
+	for _, s := range c.sockets {
+		out = append(out, s)
+	}
+	c.sockets = nil
+	return out
+}
+
+func (c *Conn) send(frame []byte) bool {
+	if c.eio.Send(frame) {
+		c.srv.stats.FramesOut.Add(1)
+		return true
+	}
+	return false
+}
+
+func (c *Conn) protocolError(err error) {
+	c.srv.stats.BadPackets.Add(1)
+	if e := c.srv.log.Debug(); e.Enabled() {
+		e.Err(err).Str("conn", c.ID()).Msg("closing connection after a bad packet")
+	}
+	c.eio.CloseWithError(websocket.CloseUnsupportedData, engineio.ReasonParseError, err.Error())
+}
+
+func (c *Conn) handle(data []byte) {
+	p, err := protocol.Decode(data)
+	if err != nil {
+		c.protocolError(err)
+		return
+	}
+	switch p.Type {
+	case protocol.Connect:
+		c.connect(p)
+	case protocol.Disconnect:
+		if s := c.socket(p.Namespace); s != nil {
+			c.detach(s)
+			s.ns.remove(s, ReasonClientNamespaceDisconnect)
+		}
+	case protocol.Event:
+		s := c.socket(p.Namespace)
+		if s == nil {
+			return // the socket was disconnected while the packet was in flight
+		}
+		name, args, err := protocol.SplitEvent(p.Data)
+		if err != nil {
+			c.protocolError(err)
+			return
+		}
+		c.srv.stats.EventsIn.Add(1)
+		s.dispatch(name, args, p.ID)
+	case protocol.Ack:
+		if s := c.socket(p.Namespace); s != nil {
+			args, err := protocol.SplitArray(p.Data)
+			if err != nil {
+				c.protocolError(err)
+				return
+			}
+			s.resolveAck(p.ID, args)
+		}
+	case protocol.BinaryEvent, protocol.BinaryAck:
+		c.pendingBinary = p.Attachments
+		c.srv.stats.BinaryRefused.Add(1)
+		if s := c.socket(p.Namespace); s != nil {
+			s.Emit("error", map[string]string{
+				"message": "Binary attachments are not supported",
+				"code":    "binary_unsupported",
+			})
+		}
+	default: // CONNECT_ERROR is server-to-client only
+		c.protocolError(errors.New("client sent " + p.Type.String()))
+	}
+}
+
+func (c *Conn) connect(p protocol.Packet) {
+	ns := c.srv.lookup(p.Namespace)
+	if ns == nil {
+		c.srv.stats.UnknownNSP.Add(1)
+		c.send(protocol.ConnectErrorFrame(p.Namespace, protocol.ConnectErrorPayload{Message: "Invalid namespace"}))
+		return
+	}
+	if c.socket(p.Namespace) != nil {
+		return // already connected; Socket.io ignores a repeated CONNECT
+	}
+	s := &Socket{id: engineio.NewID(), ns: ns, conn: c}
+	if ns.Middleware != nil {
+		if err := ns.Middleware(s, p.Data); err != nil {
+			var ce *ConnectError
+			if !errors.As(err, &ce) {
+				ce = &ConnectError{Message: "Internal error"}
+				c.srv.log.Error().Err(err).Str("ns", ns.name).Msg("connect middleware failed")
+			}
+			s.leaveAll()
+			c.send(protocol.ConnectErrorFrame(p.Namespace, protocol.ConnectErrorPayload{Message: ce.Message, Data: ce.Data}))
+			if ce.CloseConn {
+				c.eio.Close(engineio.ReasonServerClose)
+			}
+			return
+		}
+	}
+	c.mu.Lock()
+	if c.sockets == nil { // the connection closed meanwhile
+		c.mu.Unlock()
+		s.leaveAll()
+		return
+	}
+	c.sockets[p.Namespace] = s
+	c.mu.Unlock()
+	ns.add(s)
+	c.send(protocol.ConnectFrame(p.Namespace, s.id))
+	if ns.OnConnect != nil {
+		ns.OnConnect(s)
+	}
+}
+
+func (c *Conn) detach(s *Socket) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.sockets == nil || c.sockets[s.ns.name] != s {
+		return false
+	}
+	delete(c.sockets, s.ns.name)
+	return true
+}
+
+// ackWaiter is a pending server-to-client ack.
+type ackWaiter struct {
+	cb    func([]json.RawMessage, error)
+	timer *time.Timer
+}
