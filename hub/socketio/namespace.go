@@ -39,7 +39,7 @@ type Namespace struct {
 	// OnDisconnect, if set, runs when a socket leaves, after its rooms.
 	OnDisconnect func(s *Socket, reason string)
 	// Fallback, if set, handles events without a handler of their own.
-	Fallback Handler
+	Fallback FallbackHandler
 
 	handlers map[string]Handler
 	count    atomic.Int64
@@ -214,4 +214,16 @@ func marshalArgs(args []any) ([]json.RawMessage, error) {
 		raw[i] = b
 	}
 	return raw, nil
+}
+
+// RoomSockets returns the sockets in a room.
+func (ns *Namespace) RoomSockets(room string) []*Socket {
+	sh := &ns.rooms[shardOf(room)]
+	sh.mu.RLock()
+	defer sh.mu.RUnlock()
+	out := make([]*Socket, 0, len(sh.rooms[room]))
+	for s := range sh.rooms[room] {
+		out = append(out, s)
+	}
+	return out
 }

@@ -31,6 +31,9 @@ var ErrDisconnected = errors.New("socket disconnected")
 // no acknowledgement.
 type Handler func(s *Socket, args []json.RawMessage, ack Ack)
 
+// FallbackHandler handles a client event that has no handler of its own.
+type FallbackHandler func(s *Socket, event string, args []json.RawMessage, ack Ack)
+
 // Ack answers a client's event; only the first call is sent.
 type Ack func(args ...json.RawMessage)
 

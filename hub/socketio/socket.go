@@ -186,12 +186,12 @@ func (s *Socket) dispatch(event string, args []json.RawMessage, id int64) {
 	if g := s.ns.srv.Guard; g != nil && !g(s, event) {
 		return
 	}
-	h := s.ns.handlers[event]
-	if h == nil {
-		h = s.ns.Fallback
+	if h := s.ns.handlers[event]; h != nil {
+		h(s, args, ack)
+		return
 	}
-	if h == nil {
-		return // Socket.io drops events nobody listens to
+	if f := s.ns.Fallback; f != nil {
+		f(s, event, args, ack)
 	}
-	h(s, args, ack)
+	// Socket.io drops events nobody listens to.
 }

@@ -1,0 +1,253 @@
+package hub
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/medianest/hub/events"
+	"github.com/medianest/hub/hub/socketio"
+)
+
+// announce publishes this node's heartbeat.
+func (n *Node) announce(hello, leaving bool) {
+	info := events.NodeInfo{Node: n.cfg.NodeID, Connections: n.Connections(), Started: n.started, Hello: hello, Leaving: leaving}
+	if err := n.nc.Publish(n.subj.Ctl(events.CtlNode), marshal(info)); err != nil {
+		n.log.Debug().Err(err).Msg("heartbeat not published")
+	}
+}
+
+func (n *Node) expirePeers() {
+	cutoff := time.Now().Add(-3 * n.cfg.HeartbeatInterval)
+	n.peersMu.Lock()
+	defer n.peersMu.Unlock()
+	for id, seen := range n.peers {
+		if seen.Before(cutoff) {
+			delete(n.peers, id)
+		}
+	}
+}
+
+// knownNodes is the number of live nodes, this one included.
+func (n *Node) knownNodes() int {
+	n.peersMu.Lock()
+	defer n.peersMu.Unlock()
+	return len(n.peers) + 1
+}
+
+// onCtl runs a cluster-wide operation on this node's sockets.
+func (n *Node) onCtl(m *nats.Msg) {
+	op := m.Subject[strings.LastIndexByte(m.Subject, '.')+1:]
+	if op == events.CtlNode {
+		var info events.NodeInfo
+		if json.Unmarshal(m.Data, &info) != nil || info.Node == "" || info.Node == n.cfg.NodeID {
+			return
+		}
+		n.peersMu.Lock()
+		if info.Leaving {
+			delete(n.peers, info.Node)
+		} else {
+			n.peers[info.Node] = time.Now()
+		}
+		n.peersMu.Unlock()
+		if info.Hello {
+			n.announce(false, false)
+		}
+		return
+	}
+	var msg events.CtlMessage
+	if len(m.Data) > 0 {
+		if err := json.Unmarshal(m.Data, &msg); err != nil {
+			n.ctlReply(m, events.CtlReply{Node: n.cfg.NodeID, Error: "invalid payload: " + err.Error()})
+			return
+		}
+	}
+	r := events.CtlReply{Node: n.cfg.NodeID}
+	switch op {
+	case events.CtlCount:
+		r.Namespaces = make(map[string]int, len(n.ns))
+		for name, nsp := range n.ns {
+			if msg.NS == "" || msg.NS == name {
+				c := nsp.Len()
+				r.Namespaces[name] = c
+				r.Count += c
+			}
+		}
+		r.Users = n.userCount()
+	case events.CtlDisconnect:
+		if !msg.HasSelector() {
+			r.Error = "a selector (user_id, session_id, socket_id or ip) is required"
+			break
+		}
+		reason := msg.Reason
+		if reason == "" {
+			reason = "disconnected by the server"
+		}
+		r.Count = n.eachMatch(msg, func(s *socketio.Socket) {
+			s.Emit("server:disconnect", map[string]string{"reason": reason})
+			s.Disconnect()
+		})
+		if r.Count > 0 {
+			n.log.Info().Str("user", msg.UserID).Str("session", msg.SessionID).Str("ip", msg.IP).
+				Int("sockets", r.Count).Str("reason", reason).Msg("sockets disconnected by control message")
+		}
+	case events.CtlJoin, events.CtlLeave:
+		if !msg.HasSelector() || msg.Room == "" {
+			r.Error = "a selector and a room are required"
+			break
+		}
+		r.Count = n.eachMatch(msg, func(s *socketio.Socket) {
+			if op == events.CtlJoin {
+				s.Join(msg.Room)
+			} else {
+				s.Leave(msg.Room)
+			}
+		})
+	default:
+		r.Error = "unknown operation " + op
+	}
+	n.ctlReply(m, r)
+}
+
+func (n *Node) ctlReply(m *nats.Msg, r events.CtlReply) {
+	if m.Reply == "" {
+		if r.Error != "" {
+			n.log.Warn().Str("subject", m.Subject).Str("error", r.Error).Msg("control message refused")
+		}
+		return
+	}
+	if err := m.Respond(marshal(r)); err != nil {
+		n.log.Debug().Err(err).Msg("control reply not sent")
+	}
+}
+
+// eachMatch calls fn for each local socket the message selects and
+// returns how many there were.
+func (n *Node) eachMatch(msg events.CtlMessage, fn func(*socketio.Socket)) int {
+	count := 0
+	for name, nsp := range n.ns {
+		if msg.NS != "" && msg.NS != name {
+			continue
+		}
+		var candidates []*socketio.Socket
+		switch {
+		case msg.SocketID != "":
+			if s := nsp.Socket(msg.SocketID); s != nil {
+				candidates = append(candidates, s)
+			}
+		case msg.UserID != "":
+			candidates = nsp.RoomSockets("user:" + msg.UserID)
+		default:
+			nsp.Each(func(s *socketio.Socket) bool { candidates = append(candidates, s); return true })
+		}
+		for _, s := range candidates {
+			if matches(s, msg) {
+				fn(s)
+				count++
+			}
+		}
+	}
+	return count
+}
+
+func matches(s *socketio.Socket, msg events.CtlMessage) bool {
+	st := stateOf(s)
+	if st == nil {
+		return false
+	}
+	if msg.SocketID != "" && s.ID() != msg.SocketID {
+		return false
+	}
+	if msg.IP != "" && st.ip != msg.IP {
+		return false
+	}
+	if msg.UserID != "" && (st.id == nil || st.id.UserID != msg.UserID) {
+		return false
+	}
+	if msg.SessionID != "" && (st.id == nil || st.id.SessionID != msg.SessionID) {
+		return false
+	}
+	return true
+}
+
+// gather sends a control request to every node and collects replies until
+// every known node answered or ctx is done.
+func (n *Node) gather(ctx context.Context, op string, msg events.CtlMessage) []events.CtlReply {
+	msg.Origin = n.cfg.NodeID
+	inbox := n.nc.NewRespInbox()
+	ch := make(chan *nats.Msg, 64)
+	sub, err := n.nc.ChanSubscribe(inbox, ch)
+	if err != nil {
+		n.log.Warn().Err(err).Msg("cannot gather cluster replies")
+		return nil
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	if err := n.nc.PublishRequest(n.subj.Ctl(op), inbox, marshal(msg)); err != nil {
+		n.log.Warn().Err(err).Msg("cannot send cluster request")
+		return nil
+	}
+	want := n.knownNodes()
+	timer := time.NewTimer(n.cfg.ClusterTimeout)
+	defer timer.Stop()
+	var replies []events.CtlReply
+	seen := map[string]bool{}
+	for len(replies) < want {
+		select {
+		case m := <-ch:
+			var r events.CtlReply
+			if json.Unmarshal(m.Data, &r) == nil && !seen[r.Node] {
+				seen[r.Node] = true
+				replies = append(replies, r)
+			}
+		case <-timer.C:
+			return replies
+		case <-ctx.Done():
+			return replies
+		}
+	}
+	return replies
+}
+
+// clusterOp runs a control operation on every node and sums the matches.
+func (n *Node) clusterOp(ctx context.Context, op string, msg events.CtlMessage) (count, nodes int) {
+	for _, r := range n.gather(ctx, op, msg) {
+		count += r.Count
+		nodes++
+	}
+	return count, nodes
+}
+
+// ClusterCount is the cluster-wide count of sockets and users.
+type ClusterCount struct {
+	Count      int            `json:"count"`
+	Sockets    int            `json:"sockets"`
+	Users      int            `json:"users"`
+	Nodes      int            `json:"nodes"`
+	Namespaces map[string]int `json:"namespaces"`
+}
+
+func (n *Node) clusterCount(ctx context.Context) ClusterCount {
+	out := ClusterCount{Namespaces: map[string]int{}}
+	for _, r := range n.gather(ctx, events.CtlCount, events.CtlMessage{}) {
+		out.Nodes++
+		out.Sockets += r.Count
+		out.Users += r.Users
+		for k, v := range r.Namespaces {
+			out.Namespaces[k] += v
+		}
+	}
+	out.Count = out.Users
+	return out
+}
+
+// ClusterCount returns the cluster-wide count of sockets and users.
+func (n *Node) ClusterCount(ctx context.Context) ClusterCount { return n.clusterCount(ctx) }
+
+// Disconnect disconnects the sockets msg selects on every node and returns
+// how many were closed.
+func (n *Node) Disconnect(ctx context.Context, msg events.CtlMessage) (int, int) {
+	return n.clusterOp(ctx, events.CtlDisconnect, msg)
+}

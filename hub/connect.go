@@ -1,0 +1,240 @@
+package hub
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/medianest/hub/hub/auth"
+	"github.com/medianest/hub/hub/socketio"
+)
+
+// Connect refusal messages and codes of DESIGN §3.
+const (
+	MsgAuthFailed       = "Authentication failed"
+	MsgRateLimited      = "Rate limit exceeded"
+	MsgOriginNotAllowed = "Origin not allowed"
+
+	CodeInsufficientRole = "insufficient_role"
+	CodeRateLimited      = "rate_limited"
+	CodeOriginNotAllowed = "origin_not_allowed"
+)
+
+// connInfo is what the node keeps of a connection's upgrade request.
+type connInfo struct {
+	ip       string
+	originOK bool
+	limited  bool
+	tokens   tokenSources
+}
+
+// socketState is the node's state for one socket.
+type socketState struct {
+	id      *auth.Identity // nil for an anonymous socket on an open namespace
+	ip      string
+	limiter *rate.Limiter
+	refused atomic.Int32 // consecutive rate-limited events
+	policy  *Policy
+}
+
+func stateOf(s *socketio.Socket) *socketState {
+	st, _ := s.Data.(*socketState)
+	return st
+}
+
+func (n *Node) onOpen(c *socketio.Conn, r *http.Request) {
+	ci := &connInfo{
+		ip:       clientIP(r, n.cfg.TrustedProxies),
+		originOK: n.origins.allow(r),
+		tokens:   readTokenSources(r),
+	}
+	if ci.originOK {
+		ci.limited = !n.connRate.allow(ci.ip, time.Now())
+	}
+	if ci.limited {
+		n.metrics.rateLimited.WithLabelValues("connect").Inc()
+		n.log.Info().Str("ip", ci.ip).Msg("connection over the per-IP rate")
+	}
+	if !ci.originOK {
+		n.log.Info().Str("ip", ci.ip).Str("origin", r.Header.Get("Origin")).Msg("origin not allowed")
+	}
+	c.Data = ci
+}
+
+func refusal(msg, code string, closeConn bool, extra ...string) *socketio.ConnectError {
+	data := map[string]any{"code": code}
+	for i := 0; i+1 < len(extra); i += 2 {
+		data[extra[i]] = extra[i+1]
+	}
+	return &socketio.ConnectError{Message: msg, Data: data, CloseConn: closeConn}
+}
+
+// tokenFromAuth reads {"token": "..."} from a CONNECT payload.
+func tokenFromAuth(raw json.RawMessage) string {
+	if len(raw) == 0 {
+		return ""
+	}
+	var a struct {
+		Token json.RawMessage `json:"token"`
+	}
+	if json.Unmarshal(raw, &a) != nil || len(a.Token) == 0 {
+		return ""
+	}
+	var tok string
+	if json.Unmarshal(a.Token, &tok) != nil {
+		return "\x00invalid" // present but not a string: refused as invalid
+	}
+	if len(tok) > 7 && strings.EqualFold(tok[:7], "Bearer ") {
+		tok = strings.TrimSpace(tok[7:])
+	}
+	return tok
+}
+
+// middleware authenticates and authorises a CONNECT to a namespace.
+func (n *Node) middleware(p *Policy) func(*socketio.Socket, json.RawMessage) error {
+	return func(s *socketio.Socket, raw json.RawMessage) error {
+		ci, _ := s.Conn().Data.(*connInfo)
+		if ci == nil {
+			return errors.New("connection without info")
+		}
+		log := n.log.With().Str("ip", ci.ip).Str("ns", p.Namespace).Logger()
+		if !ci.originOK {
+			n.metrics.authFailures.WithLabelValues(CodeOriginNotAllowed).Inc()
+			return refusal(MsgOriginNotAllowed, CodeOriginNotAllowed, true)
+		}
+		if ci.limited {
+			return refusal(MsgRateLimited, CodeRateLimited, true)
+		}
+		token := tokenFromAuth(raw)
+		for _, alt := range []string{ci.tokens.bearer, ci.tokens.cookie, ci.tokens.query} {
+			if token != "" {
+				break
+			}
+			token = alt
+		}
+		st := &socketState{ip: ci.ip, limiter: newEventLimiter(n.cfg.EventsPerMinute), policy: p}
+		if token != "" {
+			id, err := n.verifier.Verify(token)
+			switch {
+			case err == nil:
+				st.id = id
+			case p.Anonymous():
+				log.Debug().Err(err).Msg("ignoring an invalid token on an open namespace")
+			default:
+				code := auth.CodeTokenInvalid
+				var ae *auth.Error
+				if errors.As(err, &ae) {
+					code = ae.Code
+				}
+				n.metrics.authFailures.WithLabelValues(code).Inc()
+				log.Info().Str("code", code).Err(err).Msg("authentication failed")
+				return refusal(MsgAuthFailed, code, false)
+			}
+		} else if !p.Anonymous() {
+			n.metrics.authFailures.WithLabelValues(auth.CodeTokenMissing).Inc()
+			log.Info().Str("code", auth.CodeTokenMissing).Msg("authentication failed")
+			return refusal(MsgAuthFailed, auth.CodeTokenMissing, false)
+		}
+		if !p.Anonymous() && !st.id.HasAnyRole(p.Roles...) {
+			n.metrics.authFailures.WithLabelValues(CodeInsufficientRole).Inc()
+			log.Info().Str("user", st.id.UserID).Strs("roles", st.id.Roles).Msg("access denied")
+			return &socketio.ConnectError{Message: p.RequiredRoleMessage(), Data: map[string]any{
+				"code": CodeInsufficientRole, "required_roles": p.Roles,
+			}}
+		}
+		s.Data = st
+		if st.id != nil {
+			s.Join("user:" + st.id.UserID)
+			for _, r := range st.id.Roles {
+				s.Join("role:" + r)
+			}
+		}
+		return nil
+	}
+}
+
+// guard applies the per-socket event rate. A socket that keeps sending
+// after being refused a whole limit's worth of events is disconnected.
+func (n *Node) guard(s *socketio.Socket, event string) bool {
+	st := stateOf(s)
+	if st == nil {
+		return false
+	}
+	n.metrics.eventsIn.WithLabelValues(s.Namespace().Name()).Inc()
+	if st.limiter.Allow() {
+		st.refused.Store(0)
+		return true
+	}
+	n.metrics.rateLimited.WithLabelValues("events").Inc()
+	refused := st.refused.Add(1)
+	s.Emit("error", map[string]string{"message": MsgRateLimited, "code": CodeRateLimited})
+	if int(refused) >= n.cfg.EventsPerMinute {
+		n.log.Warn().Str("ip", st.ip).Str("socket", s.ID()).Str("event", event).Msg("disconnecting a flooding socket")
+		s.Emit("server:disconnect", map[string]string{"reason": "rate limit exceeded", "code": CodeRateLimited})
+		s.Disconnect()
+	}
+	return false
+}
+
+func (n *Node) setupNamespace(nsp *socketio.Namespace, p Policy) {
+	pol := p
+	nsp.Middleware = n.middleware(&pol)
+	nsp.OnConnect = func(s *socketio.Socket) {
+		n.metrics.sockets.WithLabelValues(pol.Namespace).Inc()
+		st := stateOf(s)
+		if st != nil && st.id != nil {
+			n.trackUser(st.id.UserID, 1)
+		}
+		if pol.Has(FeatureWelcome) && st != nil && st.id != nil {
+			s.Emit("welcome", map[string]any{
+				"message":    "Connected to " + pol.Namespace,
+				"user":       userJSON(st.id),
+				"serverTime": serverTime(),
+			})
+		}
+		if pol.Has(FeatureSystem) {
+			s.Join(roomAlerts)
+		}
+	}
+	nsp.OnDisconnect = func(s *socketio.Socket, reason string) {
+		n.metrics.sockets.WithLabelValues(pol.Namespace).Dec()
+		if st := stateOf(s); st != nil && st.id != nil {
+			n.trackUser(st.id.UserID, -1)
+		}
+	}
+	nsp.Fallback = n.forward
+	if pol.Has(FeatureBase) {
+		nsp.On("ping", n.onPing)
+		nsp.On("echo", n.onEcho)
+		nsp.On("user-info", n.onUserInfo)
+	}
+	if pol.Has(FeatureMedia) {
+		nsp.On("join-media-room", n.onJoinMediaRoom)
+		nsp.On("leave-media-room", n.onLeaveMediaRoom)
+		nsp.On("media-status", n.onMediaStatus)
+	}
+	if pol.Has(FeatureAdmin) {
+		nsp.On("admin:users:connected", n.onUsersConnected)
+		nsp.On("admin:user:disconnect", n.onUserDisconnect)
+	}
+	if pol.Has(FeatureSystem) {
+		nsp.On("system-health", n.onSystemHealth)
+		nsp.On("subscribe-logs", n.roomToggle(roomLogs, true))
+		nsp.On("unsubscribe-logs", n.roomToggle(roomLogs, false))
+		nsp.On("subscribe-alerts", n.roomToggle(roomAlerts, true))
+		nsp.On("unsubscribe-alerts", n.roomToggle(roomAlerts, false))
+	}
+}
+
+func userJSON(id *auth.Identity) map[string]any {
+	return map[string]any{"id": id.UserID, "email": id.Email, "name": id.Name, "role": id.Role(), "roles": id.Roles}
+}
+
+// serverTime is the ISO 8601 time in UTC with milliseconds, as JavaScript's
+// Date.toISOString prints it.
+func serverTime() string { return time.Now().UTC().Format("2006-01-02T15:04:05.000Z") }

@@ -1,0 +1,308 @@
+// Package hub is a MediaNest Hub node: it serves Socket.io clients on the
+// [socketio] layer, authenticates every namespace CONNECT with a JWT,
+// admits sockets by role (see [Policy]), serves the built-in events of
+// DESIGN §4, and relays through NATS: hub.emit subjects deliver to local
+// rooms, other client events go to the backends on hub.recv, and hub.ctl
+// operations act on the sockets of every node.
+//
+// A Node is created with [New], started with [Node.Start] and stopped with
+// [Node.Shutdown]; all its methods are safe for concurrent use.
+package hub
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+
+	"github.com/medianest/hub/events"
+	"github.com/medianest/hub/hub/auth"
+	"github.com/medianest/hub/hub/engineio"
+	"github.com/medianest/hub/hub/socketio"
+)
+
+// Config configures a [Node]. Zero values take the documented defaults.
+type Config struct {
+	// NodeID names the node on the bus; default a random id.
+	NodeID string
+	// SubjectPrefix is the first subject token; default "medianest".
+	SubjectPrefix string
+	// Engine is the transport configuration (ping, maxPayload, queue).
+	Engine engineio.Config
+	// AllowedOrigins are the browser origins admitted besides same-origin
+	// and Origin-less clients; "*" admits any.
+	AllowedOrigins []string
+	// TrustedProxies are the peers whose X-Forwarded-For is believed.
+	TrustedProxies []netip.Prefix
+	// ConnectPerMinute is the per-IP connection rate; default 10.
+	ConnectPerMinute int
+	// EventsPerMinute is the per-socket event rate; default 100.
+	EventsPerMinute int
+	// AckTimeout bounds a backend's reply to a client request; default 5s.
+	AckTimeout time.Duration
+	// ClusterTimeout bounds a cluster-wide operation's gathering of
+	// replies; default 500ms.
+	ClusterTimeout time.Duration
+	// HeartbeatInterval is how often the node announces itself; default 5s.
+	HeartbeatInterval time.Duration
+	// Policies are the namespaces; default [DefaultPolicies].
+	Policies []Policy
+}
+
+func (c *Config) setDefaults() {
+	if c.NodeID == "" {
+		c.NodeID = engineio.NewID()[:12]
+	}
+	if c.SubjectPrefix == "" {
+		c.SubjectPrefix = events.DefaultPrefix
+	}
+	if c.ConnectPerMinute <= 0 {
+		c.ConnectPerMinute = 10
+	}
+	if c.EventsPerMinute <= 0 {
+		c.EventsPerMinute = 100
+	}
+	if c.AckTimeout <= 0 {
+		c.AckTimeout = 5 * time.Second
+	}
+	if c.ClusterTimeout <= 0 {
+		c.ClusterTimeout = 500 * time.Millisecond
+	}
+	if c.HeartbeatInterval <= 0 {
+		c.HeartbeatInterval = 5 * time.Second
+	}
+	if len(c.Policies) == 0 {
+		c.Policies = DefaultPolicies()
+	}
+}
+
+// Auditor records administrative actions durably.
+type Auditor interface {
+	Audit(ctx context.Context, actor, action, target, result string) error
+}
+
+// Deps are the node's collaborators.
+type Deps struct {
+	NATS     *nats.Conn     // required
+	Verifier *auth.Verifier // required
+	Logger   zerolog.Logger
+	// Registerer receives the node's metrics; nil means a private registry.
+	Registerer prometheus.Registerer
+	// Auditor, if set, records admin actions.
+	Auditor Auditor
+	// LogFeed, if set, is the process log stream that /system sockets may
+	// subscribe to.
+	LogFeed *LogFeed
+}
+
+// Node is one hub node.
+type Node struct {
+	cfg      Config
+	log      zerolog.Logger
+	nc       *nats.Conn
+	verifier *auth.Verifier
+	auditor  Auditor
+	subj     events.Subjects
+	sio      *socketio.Server
+	ns       map[string]*socketio.Namespace
+	policies map[string]Policy
+	origins  originChecker
+	connRate *ipLimiter
+	metrics  *metrics
+	started  time.Time
+	logFeed  *LogFeed
+
+	peersMu sync.Mutex
+	peers   map[string]time.Time
+
+	usersMu sync.Mutex
+	users   map[string]int
+
+	subs     []*nats.Subscription
+	stop     chan struct{}
+	stopOnce sync.Once
+	wg       sync.WaitGroup
+}
+
+// New builds a node; call [Node.Start] before serving.
+func New(cfg Config, d Deps) (*Node, error) {
+	if d.NATS == nil || d.Verifier == nil {
+		return nil, errors.New("hub: NATS connection and verifier are required")
+	}
+	cfg.setDefaults()
+	n := &Node{
+		cfg:      cfg,
+		log:      d.Logger.With().Str("node", cfg.NodeID).Logger(),
+		nc:       d.NATS,
+		verifier: d.Verifier,
+		auditor:  d.Auditor,
+		subj:     events.Subjects{Prefix: cfg.SubjectPrefix},
+		ns:       make(map[string]*socketio.Namespace),
+		policies: make(map[string]Policy),
+		origins:  newOriginChecker(cfg.AllowedOrigins),
+		connRate: newIPLimiter(cfg.ConnectPerMinute),
+		started:  time.Now(),
+		peers:    make(map[string]time.Time),
+		users:    make(map[string]int),
+		stop:     make(chan struct{}),
+		logFeed:  d.LogFeed,
+	}
+	n.sio = socketio.NewServer(cfg.Engine, n.log)
+	n.sio.OnOpen = n.onOpen
+	n.sio.Guard = n.guard
+	for _, p := range cfg.Policies {
+		if _, dup := n.policies[p.Namespace]; dup || p.Namespace == "" || p.Namespace[0] != '/' {
+			return nil, fmt.Errorf("hub: policy namespace %q: must start with / and appear once", p.Namespace)
+		}
+		n.policies[p.Namespace] = p
+		nsp := n.sio.Of(p.Namespace)
+		n.ns[p.Namespace] = nsp
+		n.setupNamespace(nsp, p)
+	}
+	reg := d.Registerer
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	n.metrics = newMetrics(reg, n)
+	return n, nil
+}
+
+// ID is the node id.
+func (n *Node) ID() string { return n.cfg.NodeID }
+
+// Handler serves /socket.io/.
+func (n *Node) Handler() http.Handler { return n.sio }
+
+// Connections is the number of open transport connections on this node.
+func (n *Node) Connections() int { return n.sio.Engine().Len() }
+
+// Ready reports whether the node can serve: its NATS connection is up.
+func (n *Node) Ready() error {
+	if !n.nc.IsConnected() {
+		return fmt.Errorf("nats: %s", n.nc.Status())
+	}
+	return nil
+}
+
+// Start subscribes to the node's subjects and starts its housekeeping.
+func (n *Node) Start(ctx context.Context) error {
+	subs := []struct {
+		subject string
+		cb      nats.MsgHandler
+	}{
+		{n.subj.EmitAll(), n.onEmit},
+		{n.subj.CtlAll(), n.onCtl},
+		{n.subj.Alerts(), n.onAlert},
+	}
+	for _, s := range subs {
+		sub, err := n.nc.Subscribe(s.subject, s.cb)
+		if err != nil {
+			n.unsubscribe()
+			return fmt.Errorf("hub: subscribe %s: %w", s.subject, err)
+		}
+		// A burst of relayed messages may queue; never drop them silently.
+		_ = sub.SetPendingLimits(1<<20, 256<<20)
+		n.subs = append(n.subs, sub)
+	}
+	if err := n.nc.FlushWithContext(ctx); err != nil {
+		n.unsubscribe()
+		return fmt.Errorf("hub: flush subscriptions: %w", err)
+	}
+	if n.logFeed != nil {
+		n.logFeed.attach(n.forwardLog)
+	}
+	n.announce(true, false)
+	n.wg.Add(1)
+	go n.housekeeping()
+	n.log.Info().Strs("namespaces", n.namespaceNames()).Msg("hub node started")
+	return nil
+}
+
+func (n *Node) namespaceNames() []string {
+	out := make([]string, 0, len(n.cfg.Policies))
+	for _, p := range n.cfg.Policies {
+		out = append(out, p.Namespace)
+	}
+	return out
+}
+
+func (n *Node) unsubscribe() {
+	for _, s := range n.subs {
+		_ = s.Unsubscribe()
+	}
+	n.subs = nil
+}
+
+func (n *Node) housekeeping() {
+	defer n.wg.Done()
+	beat := time.NewTicker(n.cfg.HeartbeatInterval)
+	defer beat.Stop()
+	sweep := time.NewTicker(time.Minute)
+	defer sweep.Stop()
+	for {
+		select {
+		case <-n.stop:
+			return
+		case <-beat.C:
+			n.announce(false, false)
+			n.expirePeers()
+		case now := <-sweep.C:
+			n.connRate.sweep(now)
+		}
+	}
+}
+
+// Shutdown stops accepting, closes every client connection with a "going
+// away" close frame so clients reconnect to another node, and stops the
+// node's subscriptions. It returns when all connections are gone or ctx is
+// done. It is idempotent.
+func (n *Node) Shutdown(ctx context.Context) error {
+	first := false
+	n.stopOnce.Do(func() { first = true; close(n.stop) })
+	if !first {
+		return nil
+	}
+	if n.logFeed != nil {
+		n.logFeed.attach(nil)
+	}
+	n.announce(false, true)
+	n.sio.Shutdown(ctx.Done())
+	n.unsubscribe()
+	n.wg.Wait()
+	n.log.Info().Msg("hub node stopped")
+	return ctx.Err()
+}
+
+// trackUser counts a user's sockets on this node.
+func (n *Node) trackUser(id string, delta int) {
+	n.usersMu.Lock()
+	defer n.usersMu.Unlock()
+	if c := n.users[id] + delta; c > 0 {
+		n.users[id] = c
+	} else {
+		delete(n.users, id)
+	}
+}
+
+func (n *Node) userCount() int {
+	n.usersMu.Lock()
+	defer n.usersMu.Unlock()
+	return len(n.users)
+}
+
+// marshal encodes v, which is always of a marshallable type here.
+func marshal(v any) json.RawMessage {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return json.RawMessage(`null`)
+	}
+	return b
+}
