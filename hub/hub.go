@@ -212,7 +212,9 @@ func (n *Node) Start(ctx context.Context) error {
 		_ = sub.SetPendingLimits(1<<20, 256<<20)
 		n.subs = append(n.subs, sub)
 	}
-	if err := n.nc.FlushWithContext(ctx); err != nil {
+	fctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := n.nc.FlushWithContext(fctx); err != nil {
 		n.unsubscribe()
 		return fmt.Errorf("hub: flush subscriptions: %w", err)
 	}

@@ -105,18 +105,3 @@ func readTokenSources(r *http.Request) tokenSources {
 	ts.query = r.URL.Query().Get("token")
 	return ts
 }
-
-// redactQuery hides the values of sensitive query parameters for logs.
-func redactQuery(u *url.URL) string {
-	if u.RawQuery == "" {
-		return u.Path
-	}
-	q := u.Query()
-	for k := range q {
-		switch strings.ToLower(k) {
-		case "token", "access_token", "auth", "jwt", "key", "secret", "password":
-			q[k] = []string{"REDACTED"}
-		}
-	}
-	return u.Path + "?" + q.Encode()
-}

@@ -271,3 +271,12 @@ func Mint(secret []byte, o MintOptions) (string, error) {
 	}
 	return s, nil
 }
+
+// MarshalJSON writes one role as a plain string, the shape MediaNest's
+// backend issues, and several as an array.
+func (l stringList) MarshalJSON() ([]byte, error) {
+	if len(l) == 1 {
+		return json.Marshal(l[0])
+	}
+	return json.Marshal([]string(l))
+}

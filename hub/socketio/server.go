@@ -140,9 +140,17 @@ func (h *eioHandler) Open(ec *engineio.Conn, r *http.Request) {
 
 func (h *eioHandler) Message(ec *engineio.Conn, data []byte) {
 	c, _ := ec.Data.(*Conn)
-	if c != nil {
-		c.handle(data)
+	if c == nil {
+		return
 	}
+	defer func() {
+		// A bug in one handler must cost one connection, not the node.
+		if v := recover(); v != nil {
+			c.srv.log.Error().Interface("panic", v).Str("conn", c.ID()).Msg("event handler panicked; closing the connection")
+			ec.CloseWithError(websocket.CloseInternalServerErr, engineio.ReasonServerClose, "internal error")
+		}
+	}()
+	c.handle(data)
 }
 
 func (h *eioHandler) Binary(ec *engineio.Conn, data []byte) {

@@ -1,0 +1,146 @@
+package hub
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/medianest/hub/events"
+	"github.com/medianest/hub/hub/auth"
+)
+
+// maxAPIBody bounds admin API request bodies.
+const maxAPIBody = 1 << 20
+
+// APIHandler serves /api/v1/: the admin and publish API. Every call needs a
+// bearer JWT with role admin or service.
+//
+//	POST /api/v1/emit        {namespace, room, event, data | args} → 202
+//	GET  /api/v1/connections → cluster-wide counts
+//	POST /api/v1/disconnect  {user_id | session_id | socket_id | ip, reason} → 200
+func (n *Node) APIHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /api/v1/emit", n.apiEmit)
+	mux.HandleFunc("GET /api/v1/connections", n.apiConnections)
+	mux.HandleFunc("POST /api/v1/disconnect", n.apiDisconnect)
+	return n.apiAuth(mux)
+}
+
+type apiError struct {
+	Error string `json:"error"`
+	Code  string `json:"code"`
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+type ctxKey struct{}
+
+func (n *Node) apiAuth(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := r.Header.Get("Authorization")
+		if len(h) < 8 || !strings.EqualFold(h[:7], "Bearer ") {
+			writeJSON(w, http.StatusUnauthorized, apiError{"Authentication failed", auth.CodeTokenMissing})
+			return
+		}
+		id, err := n.verifier.Verify(strings.TrimSpace(h[7:]))
+		if err != nil {
+			code := auth.CodeTokenInvalid
+			var ae *auth.Error
+			if errors.As(err, &ae) {
+				code = ae.Code
+			}
+			n.metrics.authFailures.WithLabelValues(code).Inc()
+			writeJSON(w, http.StatusUnauthorized, apiError{"Authentication failed", code})
+			return
+		}
+		if !id.HasAnyRole("admin", "service") {
+			n.metrics.authFailures.WithLabelValues(CodeInsufficientRole).Inc()
+			writeJSON(w, http.StatusForbidden, apiError{"Required role: admin or service", CodeInsufficientRole})
+			return
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, maxAPIBody)
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, id)))
+	})
+}
+
+func decodeBody(w http.ResponseWriter, r *http.Request, v any) bool {
+	dec := json.NewDecoder(r.Body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		writeJSON(w, http.StatusBadRequest, apiError{"invalid JSON body: " + err.Error(), "invalid_body"})
+		return false
+	}
+	return true
+}
+
+type emitRequest struct {
+	Namespace string          `json:"namespace"`
+	Room      string          `json:"room"`
+	Event     string          `json:"event"`
+	Data      json.RawMessage `json:"data,omitempty"`
+	Args      json.RawMessage `json:"args,omitempty"`
+}
+
+func (n *Node) apiEmit(w http.ResponseWriter, r *http.Request) {
+	var req emitRequest
+	if !decodeBody(w, r, &req) {
+		return
+	}
+	if req.Namespace == "" {
+		req.Namespace = "/"
+	}
+	if req.Room == "" {
+		req.Room = events.AllRoom
+	}
+	switch {
+	case req.Event == "":
+		writeJSON(w, http.StatusBadRequest, apiError{"event is required", "invalid_body"})
+		return
+	case n.ns[req.Namespace] == nil:
+		writeJSON(w, http.StatusBadRequest, apiError{"unknown namespace " + req.Namespace, "invalid_namespace"})
+		return
+	case len(req.Args) > 0 && (req.Args[0] != '['):
+		writeJSON(w, http.StatusBadRequest, apiError{"args must be an array", "invalid_body"})
+		return
+	}
+	subject, err := n.subj.Emit(req.Namespace, req.Room)
+	if err != nil {
+		writeJSON(w, http.StatusBadRequest, apiError{err.Error(), "invalid_body"})
+		return
+	}
+	em := events.EmitMessage{Event: req.Event, Data: req.Data, Args: req.Args, TS: time.Now().UnixNano()}
+	if err := n.nc.Publish(subject, marshal(em)); err != nil {
+		n.metrics.publishErrors.WithLabelValues("emit").Inc()
+		writeJSON(w, http.StatusServiceUnavailable, apiError{"bus unavailable", "unavailable"})
+		return
+	}
+	writeJSON(w, http.StatusAccepted, map[string]string{"subject": subject})
+}
+
+func (n *Node) apiConnections(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, n.clusterCount(r.Context()))
+}
+
+func (n *Node) apiDisconnect(w http.ResponseWriter, r *http.Request) {
+	var msg events.CtlMessage
+	if !decodeBody(w, r, &msg) {
+		return
+	}
+	if !msg.HasSelector() {
+		writeJSON(w, http.StatusBadRequest, apiError{"one of user_id, session_id, socket_id, ip is required", "invalid_body"})
+		return
+	}
+	actor, _ := r.Context().Value(ctxKey{}).(*auth.Identity)
+	count, nodes := n.clusterOp(r.Context(), events.CtlDisconnect, msg)
+	target := msg.UserID + msg.SessionID + msg.SocketID + msg.IP
+	n.audit(r.Context(), actor.UserID, "api.disconnect", target, map[string]int{"sockets": count, "nodes": nodes})
+	writeJSON(w, http.StatusOK, map[string]int{"disconnected": count, "nodes": nodes})
+}
