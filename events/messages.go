@@ -82,6 +82,9 @@ type CtlReply struct {
 	Count int `json:"count"`
 	// Users is, for count, the number of distinct authenticated users.
 	Users int `json:"users,omitempty"`
+	// UserIDs are, for count, the ids of those users, so that a user with
+	// sockets on several nodes is counted once cluster-wide.
+	UserIDs []string `json:"user_ids,omitempty"`
 	// Namespaces is, for count, the sockets per namespace.
 	Namespaces map[string]int `json:"namespaces,omitempty"`
 	Error      string         `json:"error,omitempty"`

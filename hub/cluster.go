@@ -76,7 +76,8 @@ func (n *Node) onCtl(m *nats.Msg) {
 				r.Count += c
 			}
 		}
-		r.Users = n.userCount()
+		r.UserIDs = n.userIDs()
+		r.Users = len(r.UserIDs)
 	case events.CtlDisconnect:
 		if !msg.HasSelector() {
 			r.Error = "a selector (user_id, session_id, socket_id or ip) is required"
@@ -220,7 +221,9 @@ func (n *Node) clusterOp(ctx context.Context, op string, msg events.CtlMessage) 
 	return count, nodes
 }
 
-// ClusterCount is the cluster-wide count of sockets and users.
+// ClusterCount is the cluster-wide count of sockets and users. Count is
+// the number of distinct authenticated users (the answer to
+// admin:users:connected); Sockets counts every socket in every namespace.
 type ClusterCount struct {
 	Count      int            `json:"count"`
 	Sockets    int            `json:"sockets"`
@@ -231,14 +234,18 @@ type ClusterCount struct {
 
 func (n *Node) clusterCount(ctx context.Context) ClusterCount {
 	out := ClusterCount{Namespaces: map[string]int{}}
+	users := map[string]struct{}{}
 	for _, r := range n.gather(ctx, events.CtlCount, events.CtlMessage{}) {
 		out.Nodes++
 		out.Sockets += r.Count
-		out.Users += r.Users
+		for _, u := range r.UserIDs {
+			users[u] = struct{}{}
+		}
 		for k, v := range r.Namespaces {
 			out.Namespaces[k] += v
 		}
 	}
+	out.Users = len(users)
 	out.Count = out.Users
 	return out
 }

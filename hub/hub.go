@@ -294,6 +294,16 @@ func (n *Node) trackUser(id string, delta int) {
 	}
 }
 
+func (n *Node) userIDs() []string {
+	n.usersMu.Lock()
+	defer n.usersMu.Unlock()
+	out := make([]string, 0, len(n.users))
+	for id := range n.users {
+		out = append(out, id)
+	}
+	return out
+}
+
 func (n *Node) userCount() int {
 	n.usersMu.Lock()
 	defer n.usersMu.Unlock()

@@ -22,6 +22,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/rs/zerolog"
 
+	"github.com/medianest/hub/hub"
 	"github.com/medianest/hub/hub/auth"
 	"github.com/medianest/hub/internal/app"
 	"github.com/medianest/hub/internal/config"
@@ -76,8 +77,9 @@ func startHub(t *testing.T, ns *server.Server, mutate func(*config.Config)) *hub
 	if os.Getenv("E2E_DEBUG") != "" {
 		level = zerolog.DebugLevel
 	}
-	log := zerolog.New(zerolog.NewTestWriter(t)).Level(level)
-	a, err := app.New(context.Background(), cfg, app.Options{Logger: log})
+	feed := &hub.LogFeed{}
+	log := zerolog.New(io.MultiWriter(zerolog.NewTestWriter(t), feed)).Level(level).With().Timestamp().Logger()
+	a, err := app.New(context.Background(), cfg, app.Options{Logger: log, LogFeed: feed})
 	if err != nil {
 		t.Fatalf("start hub: %v", err)
 	}
@@ -316,7 +318,9 @@ func (d *Driver) Raw(id, url string, headers map[string]string) {
 }
 
 // RawSend sends a text frame on a raw WebSocket.
-func (d *Driver) RawSend(id, data string) { d.send(map[string]any{"op": "raw_send", "id": id, "data": data}) }
+func (d *Driver) RawSend(id, data string) {
+	d.send(map[string]any{"op": "raw_send", "id": id, "data": data})
+}
 
 // RawSendBinary sends a binary frame (base64 given) on a raw WebSocket.
 func (d *Driver) RawSendBinary(id, b64 string) {
