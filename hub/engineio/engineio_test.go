@@ -1,0 +1,243 @@
+package engineio
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/rs/zerolog"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// recorder is a Handler that remembers what happened.
+type recorder struct {
+	mu      sync.Mutex
+	conns   []*Conn
+	msgs    []string
+	reasons []string
+	closed  chan string
+}
+
+func newRecorder() *recorder { return &recorder{closed: make(chan string, 16)} }
+
+func (r *recorder) Open(c *Conn, _ *http.Request) {
+	r.mu.Lock()
+	r.conns = append(r.conns, c)
+	r.mu.Unlock()
+}
+
+func (r *recorder) Message(c *Conn, data []byte) {
+	r.mu.Lock()
+	r.msgs = append(r.msgs, string(data))
+	r.mu.Unlock()
+	c.Send(append([]byte("4"), data...)) // echo
+}
+
+func (r *recorder) Binary(c *Conn, data []byte) { c.SendBinary(data) }
+
+func (r *recorder) Close(c *Conn, reason string) { r.closed <- reason }
+
+func (r *recorder) conn(t *testing.T) *Conn {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		r.mu.Lock()
+		if len(r.conns) > 0 {
+			c := r.conns[len(r.conns)-1]
+			r.mu.Unlock()
+			return c
+		}
+		r.mu.Unlock()
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Fatal("no connection opened")
+	return nil
+}
+
+func serve(t *testing.T, cfg Config) (*Server, *recorder, string) {
+	t.Helper()
+	rec := newRecorder()
+	s := NewServer(cfg, rec, zerolog.Nop())
+	hs := httptest.NewServer(s)
+	t.Cleanup(func() {
+		done := make(chan struct{})
+		close(done)
+		s.Shutdown(done)
+		hs.Close()
+	})
+	return s, rec, "ws" + strings.TrimPrefix(hs.URL, "http") + "/?EIO=4&transport=websocket"
+}
+
+func dial(t *testing.T, url string) *websocket.Conn {
+	t.Helper()
+	ws, _, err := websocket.DefaultDialer.Dial(url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ws.Close() })
+	_, open, err := ws.ReadMessage()
+	if err != nil || open[0] != '0' {
+		t.Fatalf("open packet %q, %v", open, err)
+	}
+	return ws
+}
+
+func TestHandshakeEchoAndHeartbeat(t *testing.T) {
+	_, rec, url := serve(t, Config{PingInterval: 50 * time.Millisecond, PingTimeout: 200 * time.Millisecond})
+	ws := dial(t, url)
+	if err := ws.WriteMessage(websocket.TextMessage, []byte("4hello")); err != nil {
+		t.Fatal(err)
+	}
+	pings := 0
+	for pings < 3 {
+		_, msg, err := ws.ReadMessage()
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch string(msg) {
+		case "2":
+			pings++
+			_ = ws.WriteMessage(websocket.TextMessage, []byte("3"))
+		case "4hello":
+		default:
+			t.Fatalf("unexpected frame %q", msg)
+		}
+	}
+	_ = ws.WriteMessage(websocket.BinaryMessage, []byte{1, 2})
+	for {
+		typ, msg, err := ws.ReadMessage()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if typ == websocket.BinaryMessage {
+			if string(msg) != "\x01\x02" {
+				t.Fatalf("binary echo %v", msg)
+			}
+			break
+		}
+		if string(msg) == "2" {
+			_ = ws.WriteMessage(websocket.TextMessage, []byte("3"))
+		}
+	}
+	if rec.conn(t).ID() == "" {
+		t.Fatal("empty sid")
+	}
+}
+
+func TestPingTimeoutCloses(t *testing.T) {
+	s, rec, url := serve(t, Config{PingInterval: 50 * time.Millisecond, PingTimeout: 50 * time.Millisecond})
+	ws := dial(t, url)
+	go func() { // read but never answer pings
+		for {
+			if _, _, err := ws.ReadMessage(); err != nil {
+				return
+			}
+		}
+	}()
+	select {
+	case reason := <-rec.closed:
+		if reason != ReasonPingTimeout {
+			t.Fatalf("reason = %q", reason)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("connection not closed after a missed pong")
+	}
+	if s.Stats().PingTimeouts.Load() != 1 {
+		t.Fatalf("ping timeouts = %d", s.Stats().PingTimeouts.Load())
+	}
+}
+
+func TestSlowConsumerIsCut(t *testing.T) {
+	s, rec, url := serve(t, Config{SendQueue: 4})
+	_ = dial(t, url) // never reads again
+	c := rec.conn(t)
+	frame := append([]byte("4"), make([]byte, 64<<10)...)
+	deadline := time.Now().Add(10 * time.Second)
+	for c.Send(frame) {
+		if time.Now().After(deadline) {
+			t.Fatal("queue never overflowed")
+		}
+	}
+	select {
+	case reason := <-rec.closed:
+		if reason != ReasonSlowConsumer {
+			t.Fatalf("reason = %q", reason)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("slow consumer not closed")
+	}
+	if s.Stats().SlowConsumers.Load() != 1 {
+		t.Fatalf("slow consumers = %d", s.Stats().SlowConsumers.Load())
+	}
+}
+
+func TestOversizedFrameCloses(t *testing.T) {
+	s, rec, url := serve(t, Config{MaxPayload: 1024})
+	ws := dial(t, url)
+	_ = ws.WriteMessage(websocket.TextMessage, append([]byte("4"), make([]byte, 2048)...))
+	select {
+	case reason := <-rec.closed:
+		if reason != ReasonPayloadTooBig {
+			t.Fatalf("reason = %q", reason)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("not closed")
+	}
+	if s.Stats().Oversized.Load() != 1 {
+		t.Fatal("oversized not counted")
+	}
+}
+
+func TestBadFrameCloses(t *testing.T) {
+	s, rec, url := serve(t, Config{})
+	ws := dial(t, url)
+	_ = ws.WriteMessage(websocket.TextMessage, []byte("x"))
+	select {
+	case reason := <-rec.closed:
+		if reason != ReasonParseError {
+			t.Fatalf("reason = %q", reason)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("not closed")
+	}
+	if s.Stats().BadFrames.Load() != 1 {
+		t.Fatal("bad frame not counted")
+	}
+}
+
+func TestShutdownClosesWithGoingAway(t *testing.T) {
+	rec := newRecorder()
+	s := NewServer(Config{}, rec, zerolog.Nop())
+	hs := httptest.NewServer(s)
+	defer hs.Close()
+	ws := dial(t, "ws"+strings.TrimPrefix(hs.URL, "http")+"/?EIO=4&transport=websocket")
+	rec.conn(t)
+	done := make(chan struct{})
+	go func() { s.Shutdown(make(chan struct{})); close(done) }()
+	_, _, err := ws.ReadMessage()
+	if !websocket.IsCloseError(err, websocket.CloseGoingAway) {
+		t.Fatalf("read after shutdown: %v", err)
+	}
+	ws.Close()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Shutdown did not return")
+	}
+	resp, err := hs.Client().Get(hs.URL + "/?EIO=4&transport=websocket")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("after shutdown: %d", resp.StatusCode)
+	}
+}
