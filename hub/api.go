@@ -4,9 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/medianest/hub/events"
 	"github.com/medianest/hub/hub/auth"
@@ -21,8 +24,14 @@ const maxAPIBody = 1 << 20
 //	POST /api/v1/emit        {namespace, room, event, data | args} → 202
 //	GET  /api/v1/connections → cluster-wide counts
 //	POST /api/v1/disconnect  {user_id | session_id | socket_id | ip, reason} → 200
+//	POST /api/v1/revocations {session_id | user_id | jti, reason} → 202 once durable
+//	POST /api/v1/sessions    {session_id, user_id, expires_at, token_sha256?, ip?, user_agent?} → 202
+//	DELETE /api/v1/sessions/{id} → 202 (the session ended: logout)
 func (n *Node) APIHandler() http.Handler {
 	mux := http.NewServeMux()
+	mux.HandleFunc("POST /api/v1/revocations", n.apiRevoke)
+	mux.HandleFunc("POST /api/v1/sessions", n.apiCreateSession)
+	mux.HandleFunc("DELETE /api/v1/sessions/{id}", n.apiEndSession)
 	mux.HandleFunc("POST /api/v1/emit", n.apiEmit)
 	mux.HandleFunc("GET /api/v1/connections", n.apiConnections)
 	mux.HandleFunc("POST /api/v1/disconnect", n.apiDisconnect)
@@ -59,6 +68,11 @@ func (n *Node) apiAuth(next http.Handler) http.Handler {
 			}
 			n.metrics.authFailures.WithLabelValues(code).Inc()
 			writeJSON(w, http.StatusUnauthorized, apiError{"Authentication failed", code})
+			return
+		}
+		if n.sessions.Revoked(id, time.Now()) {
+			n.metrics.authFailures.WithLabelValues(auth.CodeSessionRevoked).Inc()
+			writeJSON(w, http.StatusUnauthorized, apiError{"Authentication failed", auth.CodeSessionRevoked})
 			return
 		}
 		if !id.HasAnyRole("admin", "service") {
@@ -143,4 +157,102 @@ func (n *Node) apiDisconnect(w http.ResponseWriter, r *http.Request) {
 	target := msg.UserID + msg.SessionID + msg.SocketID + msg.IP
 	n.audit(r.Context(), actor.UserID, "api.disconnect", target, map[string]int{"sockets": count, "nodes": nodes})
 	writeJSON(w, http.StatusOK, map[string]int{"disconnected": count, "nodes": nodes})
+}
+
+// publishSessionEvent validates a session event and publishes it to the
+// session stream; it returns once JetStream has stored it.
+func (n *Node) publishSessionEvent(ctx context.Context, name, subject string, data any) (events.Event, int, error) {
+	if n.js == nil {
+		return events.Event{}, http.StatusServiceUnavailable, errors.New("JetStream is not available")
+	}
+	ev, err := events.New("medianest-hub/"+n.cfg.NodeID, events.DomainSession, name, subject, data)
+	if err != nil {
+		return ev, http.StatusInternalServerError, err
+	}
+	raw := marshal(ev)
+	if _, err := n.validator.Validate(raw); err != nil {
+		return ev, http.StatusBadRequest, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if _, err := n.js.Publish(ctx, n.subj.Event(events.DomainSession, name), raw, jetstream.WithMsgID(ev.ID)); err != nil {
+		n.metrics.publishErrors.WithLabelValues("session").Inc()
+		return ev, http.StatusServiceUnavailable, fmt.Errorf("store the event: %w", err)
+	}
+	return ev, http.StatusAccepted, nil
+}
+
+type revocationRequest struct {
+	SessionID string `json:"session_id"`
+	UserID    string `json:"user_id"`
+	JTI       string `json:"jti"`
+	Reason    string `json:"reason"`
+}
+
+func (n *Node) apiRevoke(w http.ResponseWriter, r *http.Request) {
+	var req revocationRequest
+	if !decodeBody(w, r, &req) {
+		return
+	}
+	targets := 0
+	for _, v := range []string{req.SessionID, req.UserID, req.JTI} {
+		if v != "" {
+			targets++
+		}
+	}
+	switch {
+	case targets != 1:
+		writeJSON(w, http.StatusBadRequest, apiError{"exactly one of session_id, user_id, jti is required", "invalid_body"})
+		return
+	case strings.TrimSpace(req.Reason) == "":
+		writeJSON(w, http.StatusBadRequest, apiError{"reason is required", "invalid_body"})
+		return
+	}
+	actor, _ := r.Context().Value(ctxKey{}).(*auth.Identity)
+	data := events.SessionRevokedData{SessionID: req.SessionID, UserID: req.UserID, JTI: req.JTI, Reason: req.Reason}
+	kind, value := data.Kind()
+	ev, status, err := n.publishSessionEvent(r.Context(), events.SessionRevoked, kind+":"+value, data)
+	if err != nil {
+		writeJSON(w, status, apiError{err.Error(), codeFor(status)})
+		return
+	}
+	n.audit(r.Context(), actor.UserID, "api.revoke", kind+":"+value, map[string]string{"event": ev.ID, "reason": req.Reason})
+	writeJSON(w, http.StatusAccepted, map[string]string{"id": ev.ID, "kind": kind, "value": value, "status": "accepted"})
+}
+
+func (n *Node) apiCreateSession(w http.ResponseWriter, r *http.Request) {
+	var req events.SessionCreatedData
+	if !decodeBody(w, r, &req) {
+		return
+	}
+	if req.SessionID == "" || req.UserID == "" || req.ExpiresAt.IsZero() {
+		writeJSON(w, http.StatusBadRequest, apiError{"session_id, user_id and expires_at are required", "invalid_body"})
+		return
+	}
+	ev, status, err := n.publishSessionEvent(r.Context(), events.SessionCreated, "session:"+req.SessionID, req)
+	if err != nil {
+		writeJSON(w, status, apiError{err.Error(), codeFor(status)})
+		return
+	}
+	writeJSON(w, http.StatusAccepted, map[string]string{"id": ev.ID, "status": "accepted"})
+}
+
+func (n *Node) apiEndSession(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	ev, status, err := n.publishSessionEvent(r.Context(), events.SessionEnded, "session:"+id, events.SessionEndedData{SessionID: id})
+	if err != nil {
+		writeJSON(w, status, apiError{err.Error(), codeFor(status)})
+		return
+	}
+	writeJSON(w, http.StatusAccepted, map[string]string{"id": ev.ID, "status": "accepted"})
+}
+
+func codeFor(status int) string {
+	switch status {
+	case http.StatusBadRequest:
+		return "invalid_body"
+	case http.StatusServiceUnavailable:
+		return "unavailable"
+	}
+	return "internal"
 }

@@ -4,12 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"strings"
-	"time"
 
 	"github.com/nats-io/nats.go"
 
 	"github.com/medianest/hub/events"
 	"github.com/medianest/hub/hub/socketio"
+	"github.com/medianest/hub/internal/cluster"
 )
 
 // announce publishes this node's heartbeat.
@@ -20,42 +20,18 @@ func (n *Node) announce(hello, leaving bool) {
 	}
 }
 
-func (n *Node) expirePeers() {
-	cutoff := time.Now().Add(-3 * n.cfg.HeartbeatInterval)
-	n.peersMu.Lock()
-	defer n.peersMu.Unlock()
-	for id, seen := range n.peers {
-		if seen.Before(cutoff) {
-			delete(n.peers, id)
-		}
-	}
-}
-
-// knownNodes is the number of live nodes, this one included.
-func (n *Node) knownNodes() int {
-	n.peersMu.Lock()
-	defer n.peersMu.Unlock()
-	return len(n.peers) + 1
-}
-
 // onCtl runs a cluster-wide operation on this node's sockets.
 func (n *Node) onCtl(m *nats.Msg) {
 	op := m.Subject[strings.LastIndexByte(m.Subject, '.')+1:]
 	if op == events.CtlNode {
 		var info events.NodeInfo
-		if json.Unmarshal(m.Data, &info) != nil || info.Node == "" || info.Node == n.cfg.NodeID {
-			return
-		}
-		n.peersMu.Lock()
-		if info.Leaving {
-			delete(n.peers, info.Node)
-		} else {
-			n.peers[info.Node] = time.Now()
-		}
-		n.peersMu.Unlock()
-		if info.Hello {
+		if json.Unmarshal(m.Data, &info) == nil && n.peers.Observe(info) {
 			n.announce(false, false)
 		}
+		return
+	}
+	if op == events.CtlRevoke {
+		n.ctlReply(m, n.onCtlRevoke(m.Data))
 		return
 	}
 	var msg events.CtlMessage
@@ -165,49 +141,23 @@ func matches(s *socketio.Socket, msg events.CtlMessage) bool {
 	if msg.IP != "" && st.ip != msg.IP {
 		return false
 	}
-	if msg.UserID != "" && (st.id == nil || st.id.UserID != msg.UserID) {
+	id := st.identity()
+	if msg.UserID != "" && (id == nil || id.UserID != msg.UserID) {
 		return false
 	}
-	if msg.SessionID != "" && (st.id == nil || st.id.SessionID != msg.SessionID) {
+	if msg.SessionID != "" && (id == nil || st.sessionID() != msg.SessionID) {
 		return false
 	}
 	return true
 }
 
 // gather sends a control request to every node and collects replies until
-// every known node answered or ctx is done.
+// every known node answered or the cluster timeout passes.
 func (n *Node) gather(ctx context.Context, op string, msg events.CtlMessage) []events.CtlReply {
 	msg.Origin = n.cfg.NodeID
-	inbox := n.nc.NewRespInbox()
-	ch := make(chan *nats.Msg, 64)
-	sub, err := n.nc.ChanSubscribe(inbox, ch)
+	replies, err := cluster.Gather(ctx, n.nc, n.subj.Ctl(op), marshal(msg), n.peers.Count(), n.cfg.ClusterTimeout)
 	if err != nil {
-		n.log.Warn().Err(err).Msg("cannot gather cluster replies")
-		return nil
-	}
-	defer func() { _ = sub.Unsubscribe() }()
-	if err := n.nc.PublishRequest(n.subj.Ctl(op), inbox, marshal(msg)); err != nil {
-		n.log.Warn().Err(err).Msg("cannot send cluster request")
-		return nil
-	}
-	want := n.knownNodes()
-	timer := time.NewTimer(n.cfg.ClusterTimeout)
-	defer timer.Stop()
-	var replies []events.CtlReply
-	seen := map[string]bool{}
-	for len(replies) < want {
-		select {
-		case m := <-ch:
-			var r events.CtlReply
-			if json.Unmarshal(m.Data, &r) == nil && !seen[r.Node] {
-				seen[r.Node] = true
-				replies = append(replies, r)
-			}
-		case <-timer.C:
-			return replies
-		case <-ctx.Done():
-			return replies
-		}
+		n.log.Warn().Err(err).Str("op", op).Msg("cluster request failed")
 	}
 	return replies
 }

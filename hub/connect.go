@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -35,11 +36,37 @@ type connInfo struct {
 
 // socketState is the node's state for one socket.
 type socketState struct {
-	id      *auth.Identity // nil for an anonymous socket on an open namespace
+	auth    atomic.Pointer[authState] // nil for an anonymous socket on an open namespace
 	ip      string
 	limiter *rate.Limiter
 	refused atomic.Int32 // consecutive rate-limited events
 	policy  *Policy
+
+	expiryMu sync.Mutex
+	expiry   *time.Timer
+	warned   bool
+}
+
+// authState is a socket's current credentials; auth:refresh replaces it.
+type authState struct {
+	id        *auth.Identity
+	sessionID string // the session the token belongs to, when known
+}
+
+// identity returns the socket's identity, or nil for an anonymous socket.
+func (st *socketState) identity() *auth.Identity {
+	if a := st.auth.Load(); a != nil {
+		return a.id
+	}
+	return nil
+}
+
+// sessionID returns the socket's session id, or "".
+func (st *socketState) sessionID() string {
+	if a := st.auth.Load(); a != nil {
+		return a.sessionID
+	}
+	return ""
 }
 
 func stateOf(s *socketio.Socket) *socketState {
@@ -118,41 +145,36 @@ func (n *Node) middleware(p *Policy) func(*socketio.Socket, json.RawMessage) err
 			token = alt
 		}
 		st := &socketState{ip: ci.ip, limiter: newEventLimiter(n.cfg.EventsPerMinute), policy: p}
-		if token != "" {
-			id, err := n.verifier.Verify(token)
-			switch {
-			case err == nil:
-				st.id = id
-			case p.Anonymous():
-				log.Debug().Err(err).Msg("ignoring an invalid token on an open namespace")
-			default:
-				code := auth.CodeTokenInvalid
-				var ae *auth.Error
-				if errors.As(err, &ae) {
-					code = ae.Code
-				}
-				n.metrics.authFailures.WithLabelValues(code).Inc()
-				log.Info().Str("code", code).Err(err).Msg("authentication failed")
-				return refusal(MsgAuthFailed, code, false)
-			}
-		} else if !p.Anonymous() {
+		if token == "" && !p.Anonymous() {
 			n.metrics.authFailures.WithLabelValues(auth.CodeTokenMissing).Inc()
 			log.Info().Str("code", auth.CodeTokenMissing).Msg("authentication failed")
 			return refusal(MsgAuthFailed, auth.CodeTokenMissing, false)
 		}
-		if !p.Anonymous() && !st.id.HasAnyRole(p.Roles...) {
+		if token != "" {
+			as, err := n.authenticate(token)
+			switch {
+			case err == nil:
+				st.auth.Store(as)
+			case p.Anonymous():
+				log.Debug().Err(err).Msg("ignoring an invalid token on an open namespace")
+			default:
+				code := errorCode(err)
+				n.metrics.authFailures.WithLabelValues(code).Inc()
+				log.Info().Str("code", code).Err(err).Msg("authentication failed")
+				return refusal(MsgAuthFailed, code, false)
+			}
+		}
+		id := st.identity()
+		if !p.Anonymous() && !id.HasAnyRole(p.Roles...) {
 			n.metrics.authFailures.WithLabelValues(CodeInsufficientRole).Inc()
-			log.Info().Str("user", st.id.UserID).Strs("roles", st.id.Roles).Msg("access denied")
+			log.Info().Str("user", id.UserID).Strs("roles", id.Roles).Msg("access denied")
 			return &socketio.ConnectError{Message: p.RequiredRoleMessage(), Data: map[string]any{
 				"code": CodeInsufficientRole, "required_roles": p.Roles,
 			}}
 		}
 		s.Data = st
-		if st.id != nil {
-			s.Join("user:" + st.id.UserID)
-			for _, r := range st.id.Roles {
-				s.Join("role:" + r)
-			}
+		if a := st.auth.Load(); a != nil {
+			joinIdentityRooms(s, a)
 		}
 		return nil
 	}
@@ -187,13 +209,18 @@ func (n *Node) setupNamespace(nsp *socketio.Namespace, p Policy) {
 	nsp.OnConnect = func(s *socketio.Socket) {
 		n.metrics.sockets.WithLabelValues(pol.Namespace).Inc()
 		st := stateOf(s)
-		if st != nil && st.id != nil {
-			n.trackUser(st.id.UserID, 1)
+		var id *auth.Identity
+		if st != nil {
+			id = st.identity()
 		}
-		if pol.Has(FeatureWelcome) && st != nil && st.id != nil {
+		if id != nil {
+			n.trackUser(id.UserID, 1)
+			n.scheduleExpiry(s, st)
+		}
+		if pol.Has(FeatureWelcome) && id != nil {
 			s.Emit("welcome", map[string]any{
 				"message":    "Connected to " + pol.Namespace,
-				"user":       userJSON(st.id),
+				"user":       userJSON(id),
 				"serverTime": serverTime(),
 			})
 		}
@@ -203,11 +230,15 @@ func (n *Node) setupNamespace(nsp *socketio.Namespace, p Policy) {
 	}
 	nsp.OnDisconnect = func(s *socketio.Socket, reason string) {
 		n.metrics.sockets.WithLabelValues(pol.Namespace).Dec()
-		if st := stateOf(s); st != nil && st.id != nil {
-			n.trackUser(st.id.UserID, -1)
+		if st := stateOf(s); st != nil {
+			st.stopExpiry()
+			if id := st.identity(); id != nil {
+				n.trackUser(id.UserID, -1)
+			}
 		}
 	}
 	nsp.Fallback = n.forward
+	nsp.On("auth:refresh", n.onRefresh)
 	if pol.Has(FeatureBase) {
 		nsp.On("ping", n.onPing)
 		nsp.On("echo", n.onEcho)

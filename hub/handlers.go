@@ -98,11 +98,11 @@ func (n *Node) onEcho(s *socketio.Socket, args []json.RawMessage, ack socketio.A
 
 func (n *Node) onUserInfo(s *socketio.Socket, _ []json.RawMessage, ack socketio.Ack) {
 	st := stateOf(s)
-	if st == nil || st.id == nil {
+	if st == nil || st.identity() == nil {
 		n.clientError(s, ack, "User not authenticated", "not_authenticated")
 		return
 	}
-	reply(s, ack, "user-info", userJSON(st.id))
+	reply(s, ack, "user-info", userJSON(st.identity()))
 }
 
 func (n *Node) roomArg(s *socketio.Socket, args []json.RawMessage, ack socketio.Ack) (string, bool) {
@@ -164,8 +164,8 @@ func (n *Node) onMediaStatus(s *socketio.Socket, args []json.RawMessage, ack soc
 		n.clientError(s, ack, "Join a media room first", "not_in_room")
 		return
 	}
-	if st != nil && st.id != nil {
-		m["userId"] = marshal(st.id.UserID)
+	if st != nil && st.identity() != nil {
+		m["userId"] = marshal(st.identity().UserID)
 	}
 	m["timestamp"] = marshal(serverTime())
 	data := marshal(m)
@@ -199,7 +199,7 @@ func (n *Node) onUserDisconnect(s *socketio.Socket, args []json.RawMessage, ack 
 		n.clientError(s, ack, "admin:user:disconnect needs a userId", "invalid_payload")
 		return
 	}
-	actor := stateOf(s).id.UserID
+	actor := stateOf(s).identity().UserID
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), n.cfg.ClusterTimeout*2)
 		defer cancel()

@@ -17,16 +17,21 @@ import (
 	"net/http"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
 	"github.com/medianest/hub/events"
 	"github.com/medianest/hub/hub/auth"
 	"github.com/medianest/hub/hub/engineio"
+	"github.com/medianest/hub/hub/sessions"
 	"github.com/medianest/hub/hub/socketio"
+	"github.com/medianest/hub/internal/cluster"
+	"github.com/medianest/hub/schema"
 )
 
 // Config configures a [Node]. Zero values take the documented defaults.
@@ -55,6 +60,12 @@ type Config struct {
 	HeartbeatInterval time.Duration
 	// Policies are the namespaces; default [DefaultPolicies].
 	Policies []Policy
+	// ExpiryWarning is how long before a token expires the socket gets
+	// auth:expiring; default 60s.
+	ExpiryWarning time.Duration
+	// ExpiryGrace is how long after exp an unrefreshed socket is
+	// disconnected; default 5s.
+	ExpiryGrace time.Duration
 }
 
 func (c *Config) setDefaults() {
@@ -82,6 +93,12 @@ func (c *Config) setDefaults() {
 	if len(c.Policies) == 0 {
 		c.Policies = DefaultPolicies()
 	}
+	if c.ExpiryWarning <= 0 {
+		c.ExpiryWarning = time.Minute
+	}
+	if c.ExpiryGrace <= 0 {
+		c.ExpiryGrace = 5 * time.Second
+	}
 }
 
 // Auditor records administrative actions durably.
@@ -93,7 +110,14 @@ type Auditor interface {
 type Deps struct {
 	NATS     *nats.Conn     // required
 	Verifier *auth.Verifier // required
-	Logger   zerolog.Logger
+	// Sessions is the session view; nil means stateless with no lookup.
+	Sessions *sessions.Cache
+	// JetStream, if set, feeds Sessions from the session stream and
+	// backs the revocation and session API.
+	JetStream jetstream.JetStream
+	// Validator checks session events; required with JetStream.
+	Validator *schema.Validator
+	Logger    zerolog.Logger
 	// Registerer receives the node's metrics; nil means a private registry.
 	Registerer prometheus.Registerer
 	// Auditor, if set, records admin actions.
@@ -120,11 +144,17 @@ type Node struct {
 	started  time.Time
 	logFeed  *LogFeed
 
-	peersMu sync.Mutex
-	peers   map[string]time.Time
+	peers *cluster.Peers
 
 	usersMu sync.Mutex
 	users   map[string]int
+
+	sessions        *sessions.Cache
+	js              jetstream.JetStream
+	validator       *schema.Validator
+	closed          closedLog
+	sessionConsumer jetstream.ConsumeContext
+	appliedSeq      atomic.Uint64 // last session stream sequence applied
 
 	subs     []*nats.Subscription
 	stop     chan struct{}
@@ -137,23 +167,33 @@ func New(cfg Config, d Deps) (*Node, error) {
 	if d.NATS == nil || d.Verifier == nil {
 		return nil, errors.New("hub: NATS connection and verifier are required")
 	}
+	if d.JetStream != nil && d.Validator == nil {
+		return nil, errors.New("hub: a validator is required with JetStream")
+	}
+	if d.Sessions == nil {
+		d.Sessions = sessions.New(sessions.Stateless, nil, 24*time.Hour)
+	}
 	cfg.setDefaults()
 	n := &Node{
-		cfg:      cfg,
-		log:      d.Logger.With().Str("node", cfg.NodeID).Logger(),
-		nc:       d.NATS,
-		verifier: d.Verifier,
-		auditor:  d.Auditor,
-		subj:     events.Subjects{Prefix: cfg.SubjectPrefix},
-		ns:       make(map[string]*socketio.Namespace),
-		policies: make(map[string]Policy),
-		origins:  newOriginChecker(cfg.AllowedOrigins),
-		connRate: newIPLimiter(cfg.ConnectPerMinute),
-		started:  time.Now(),
-		peers:    make(map[string]time.Time),
-		users:    make(map[string]int),
-		stop:     make(chan struct{}),
-		logFeed:  d.LogFeed,
+		cfg:       cfg,
+		log:       d.Logger.With().Str("node", cfg.NodeID).Logger(),
+		nc:        d.NATS,
+		verifier:  d.Verifier,
+		auditor:   d.Auditor,
+		subj:      events.Subjects{Prefix: cfg.SubjectPrefix},
+		ns:        make(map[string]*socketio.Namespace),
+		policies:  make(map[string]Policy),
+		origins:   newOriginChecker(cfg.AllowedOrigins),
+		connRate:  newIPLimiter(cfg.ConnectPerMinute),
+		started:   time.Now(),
+		peers:     cluster.NewPeers(cfg.NodeID, 3*cfg.HeartbeatInterval),
+		users:     make(map[string]int),
+		stop:      make(chan struct{}),
+		logFeed:   d.LogFeed,
+		sessions:  d.Sessions,
+		js:        d.JetStream,
+		validator: d.Validator,
+		closed:    closedLog{m: make(map[string]*closedRecord)},
 	}
 	n.sio = socketio.NewServer(cfg.Engine, n.log)
 	n.sio.OnOpen = n.onOpen
@@ -218,6 +258,10 @@ func (n *Node) Start(ctx context.Context) error {
 		n.unsubscribe()
 		return fmt.Errorf("hub: flush subscriptions: %w", err)
 	}
+	if err := n.consumeSessions(ctx); err != nil {
+		n.unsubscribe()
+		return err
+	}
 	if n.logFeed != nil {
 		n.logFeed.attach(n.forwardLog)
 	}
@@ -255,9 +299,10 @@ func (n *Node) housekeeping() {
 			return
 		case <-beat.C:
 			n.announce(false, false)
-			n.expirePeers()
 		case now := <-sweep.C:
 			n.connRate.sweep(now)
+			n.sessions.Sweep(now)
+			n.sweepClosed(now)
 		}
 	}
 }
@@ -277,6 +322,9 @@ func (n *Node) Shutdown(ctx context.Context) error {
 	}
 	n.announce(false, true)
 	n.sio.Shutdown(ctx.Done())
+	if n.sessionConsumer != nil {
+		n.sessionConsumer.Stop()
+	}
 	n.unsubscribe()
 	n.wg.Wait()
 	n.log.Info().Msg("hub node stopped")

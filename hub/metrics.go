@@ -16,6 +16,11 @@ type metrics struct {
 	relayIn       *prometheus.CounterVec
 	publishErrors *prometheus.CounterVec
 	recvRequests  *prometheus.CounterVec
+
+	expired        prometheus.Counter
+	refreshes      *prometheus.CounterVec
+	revokedSockets prometheus.Counter
+	sessionEvents  *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer, n *Node) *metrics {
@@ -52,6 +57,18 @@ func newMetrics(reg prometheus.Registerer, n *Node) *metrics {
 		recvRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "medianest_backend_requests_total", Help: "Client events handed to backends on hub.recv, by result.",
 		}, []string{"result"}),
+		expired: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "medianest_token_expired_disconnects_total", Help: "Sockets closed because their token expired without auth:refresh.",
+		}),
+		refreshes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "medianest_token_refreshes_total", Help: "auth:refresh requests, by result.",
+		}, []string{"result"}),
+		revokedSockets: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "medianest_session_disconnects_total", Help: "Sockets closed by session revocation or logout.",
+		}),
+		sessionEvents: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "medianest_session_events_total", Help: "Session events the node applied to its cache, by result.",
+		}, []string{"result"}),
 	}
 	eio := n.sio.Engine().Stats()
 	sio := n.sio.Stats()
@@ -61,6 +78,7 @@ func newMetrics(reg prometheus.Registerer, n *Node) *metrics {
 	reg.MustRegister(
 		m.sockets, m.eventsIn, m.eventsOut, m.authFailures, m.rateLimited, m.refused,
 		m.relayLatency, m.relayIn, m.publishErrors, m.recvRequests,
+		m.expired, m.refreshes, m.revokedSockets, m.sessionEvents,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "medianest_transport_connections", Help: "Open Engine.IO connections."},
 			func() float64 { return float64(eio.Open.Load()) }),
 		counter("medianest_transport_connections_total", "Engine.IO connections opened.", func() float64 { return float64(eio.Opened.Load()) }),

@@ -109,11 +109,13 @@ func (n *Node) forward(s *socketio.Socket, event string, args []json.RawMessage,
 	if env.Args == nil {
 		env.Args = []json.RawMessage{}
 	}
-	if st := stateOf(s); st != nil && st.id != nil {
-		env.User = &st.id.UserID
-		env.Roles = st.id.Roles
-		if st.id.SessionID != "" {
-			env.Session = &st.id.SessionID
+	if st := stateOf(s); st != nil {
+		if id := st.identity(); id != nil {
+			env.User = &id.UserID
+			env.Roles = id.Roles
+			if sid := st.sessionID(); sid != "" {
+				env.Session = &sid
+			}
 		}
 	}
 	data := marshal(env)

@@ -1,7 +1,9 @@
 package main
 
 import (
+	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
 	"io"
@@ -17,6 +19,7 @@ import (
 	"github.com/medianest/hub/hub/auth"
 	"github.com/medianest/hub/internal/app"
 	"github.com/medianest/hub/internal/config"
+	"github.com/medianest/hub/internal/store"
 )
 
 func newRootCmd(lookup config.LookupFunc) *cobra.Command {
@@ -72,6 +75,7 @@ func newConfigCmd(lookup config.LookupFunc) *cobra.Command {
 func newTokenCmd(lookup config.LookupFunc) *cobra.Command {
 	var o auth.MintOptions
 	var role string
+	var noSession bool
 	c := &cobra.Command{
 		Use:   "token",
 		Short: "Mint a development token signed with MEDIANEST_JWT_SECRET",
@@ -87,7 +91,16 @@ func newTokenCmd(lookup config.LookupFunc) *cobra.Command {
 					o.Roles = append(o.Roles, r)
 				}
 			}
-			tok, err := auth.Mint([]byte(cfg.JWTSecret), o)
+			var st *store.Store
+			if !noSession {
+				// The token's session must exist for strict mode: store it
+				// where the hub looks sessions up.
+				if st, err = store.Open(cmd.Context(), cfg.DatabaseURL, cfg.DataDir); err != nil {
+					return err
+				}
+				defer st.Close()
+			}
+			tok, err := mintWithSession(cmd.Context(), st, []byte(cfg.JWTSecret), o)
 			if err != nil {
 				return err
 			}
@@ -103,7 +116,36 @@ func newTokenCmd(lookup config.LookupFunc) *cobra.Command {
 	f.StringVar(&o.Name, "name", "", "name claim")
 	f.StringVar(&o.JTI, "jti", "", "token id (jti)")
 	f.DurationVar(&o.TTL, "ttl", time.Hour, "lifetime")
+	f.BoolVar(&noSession, "no-session", false, "do not store a session for the token (stateless mode only)")
 	return c
+}
+
+// mintWithSession mints a token and, when st is set, stores its session
+// (a new random id unless o names one) so strict mode admits it.
+func mintWithSession(ctx context.Context, st *store.Store, secret []byte, o auth.MintOptions) (string, error) {
+	if st != nil && o.SessionID == "" {
+		o.SessionID = "dev-" + randomSecret()[:16]
+	}
+	tok, err := auth.Mint(secret, o)
+	if err != nil {
+		return "", err
+	}
+	if st == nil {
+		return tok, nil
+	}
+	ttl := o.TTL
+	if ttl == 0 {
+		ttl = time.Hour
+	}
+	sum := sha256.Sum256([]byte(tok))
+	sha := hex.EncodeToString(sum[:])
+	err = st.CreateSession(ctx, &store.Session{
+		ID: o.SessionID, UserID: o.UserID, TokenSHA256: &sha, ExpiresAt: time.Now().Add(ttl).UTC(), UserAgent: "medianest-hub token",
+	})
+	if err != nil {
+		return "", fmt.Errorf("store the token's session: %w", err)
+	}
+	return tok, nil
 }
 
 func newServeCmd(lookup config.LookupFunc) *cobra.Command {
@@ -154,7 +196,7 @@ func newServeCmd(lookup config.LookupFunc) *cobra.Command {
 			}
 			defer a.Close()
 			if dev {
-				if err := printDevBanner(cmd.OutOrStdout(), cfg, ln.Addr()); err != nil {
+				if err := printDevBanner(cmd.Context(), cmd.OutOrStdout(), a.Store(), cfg, ln.Addr()); err != nil {
 					return err
 				}
 			}
@@ -198,20 +240,26 @@ func (t teeWriter) Write(p []byte) (int, error) {
 	return t.console.Write(p)
 }
 
-func printDevBanner(w io.Writer, cfg config.Config, addr net.Addr) error {
+func printDevBanner(ctx context.Context, w io.Writer, st *store.Store, cfg config.Config, addr net.Addr) error {
 	port := "8080"
 	if ta, ok := addr.(*net.TCPAddr); ok {
 		port = fmt.Sprint(ta.Port)
 	}
-	mint := func(user, role, name string) string {
-		tok, _ := auth.Mint([]byte(cfg.JWTSecret), auth.MintOptions{
+	mint := func(user, role, name string) (string, error) {
+		return mintWithSession(ctx, st, []byte(cfg.JWTSecret), auth.MintOptions{
 			UserID: user, Roles: []string{role}, Name: name, Email: user + "@example.test",
 			Issuer: cfg.JWTIssuer, Audience: cfg.JWTAudience, TTL: 24 * time.Hour,
 		})
-		return tok
 	}
-	admin, user := mint("dev-admin", "admin", "Dev Admin"), mint("dev-user", "user", "Dev User")
-	_, err := fmt.Fprintf(w, `
+	admin, err := mint("dev-admin", "admin", "Dev Admin")
+	if err != nil {
+		return err
+	}
+	user, err := mint("dev-user", "user", "Dev User")
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(w, `
 MediaNest Hub is running in development mode (ephemeral secret; tokens are valid for 24h).
 
   admin token: %s

@@ -16,6 +16,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/medianest/hub/hub/auth"
+	"github.com/medianest/hub/internal/store"
 )
 
 const testSecret = "cmd-test-secret-cmd-test-secret-cmd"
@@ -67,7 +68,8 @@ func TestConfigCheck(t *testing.T) {
 }
 
 func TestTokenCommand(t *testing.T) {
-	out, err := run(t, env("MEDIANEST_JWT_SECRET", testSecret), "token", "--user", "42", "--role", "admin,ops", "--session", "s1", "--ttl", "5m")
+	dir := t.TempDir()
+	out, err := run(t, env("MEDIANEST_JWT_SECRET", testSecret, "MEDIANEST_DATA_DIR", dir), "token", "--user", "42", "--role", "admin,ops", "--session", "s1", "--ttl", "5m")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,6 +80,16 @@ func TestTokenCommand(t *testing.T) {
 	}
 	if id.UserID != "42" || strings.Join(id.Roles, ",") != "admin,ops" || id.SessionID != "s1" || time.Until(id.ExpiresAt) > 5*time.Minute {
 		t.Fatalf("identity = %+v", id)
+	}
+	// The token's session is stored where strict mode looks it up.
+	st, err := store.Open(t.Context(), "", dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	sess, err := st.SessionByID(t.Context(), "s1")
+	if err != nil || sess == nil || sess.UserID != "42" || sess.TokenSHA256 == nil || *sess.TokenSHA256 != id.TokenSHA256 {
+		t.Fatalf("stored session = %+v, %v", sess, err)
 	}
 }
 

@@ -12,10 +12,12 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -24,9 +26,13 @@ import (
 	"github.com/medianest/hub/hub"
 	"github.com/medianest/hub/hub/auth"
 	"github.com/medianest/hub/hub/engineio"
+	"github.com/medianest/hub/hub/sessions"
+	"github.com/medianest/hub/internal/bus"
 	"github.com/medianest/hub/internal/config"
 	"github.com/medianest/hub/internal/natsembed"
 	"github.com/medianest/hub/internal/store"
+	"github.com/medianest/hub/schema"
+	sessionworker "github.com/medianest/hub/workers/session"
 )
 
 // App is one running medianest-hub process.
@@ -35,10 +41,15 @@ type App struct {
 	log      zerolog.Logger
 	embedded *server.Server
 	nc       *nats.Conn
-	store    *store.Store
-	node     *hub.Node
-	reg      *prometheus.Registry
-	handler  http.Handler
+	js       jetstream.JetStream
+
+	stopWorkers context.CancelFunc
+	workers     sync.WaitGroup
+
+	store   *store.Store
+	node    *hub.Node
+	reg     *prometheus.Registry
+	handler http.Handler
 }
 
 // Options are the process-level collaborators of an App.
@@ -86,10 +97,54 @@ func (a *App) init(ctx context.Context, o Options) (err error) {
 		}
 	}
 
+	a.js, err = jetstream.New(a.nc)
+	if err != nil {
+		return fmt.Errorf("jetstream: %w", err)
+	}
+	sctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	err = bus.EnsureStreams(sctx, a.js, bus.StreamOptions{Prefix: cfg.SubjectPrefix, MaxAge: cfg.EventsMaxAge})
+	cancel()
+	if err != nil {
+		return fmt.Errorf("%w (does the NATS server have JetStream enabled?)", err)
+	}
+	validator, err := schema.NewValidator()
+	if err != nil {
+		return err
+	}
+
 	a.store, err = store.Open(ctx, cfg.DatabaseURL, cfg.DataDir)
 	if err != nil {
 		return err
 	}
+
+	if cfg.Runs(config.ComponentSessionWorker) {
+		w := sessionworker.New(sessionworker.Config{
+			Prefix: cfg.SubjectPrefix, TokenMaxLifetime: cfg.TokenMaxLifetime, CleanupInterval: cfg.CleanupInterval,
+		}, a.nc, a.js, a.store, validator, a.log, a.reg)
+		wctx, stop := context.WithCancel(context.Background())
+		a.stopWorkers = stop
+		a.workers.Add(1)
+		go func() {
+			defer a.workers.Done()
+			if err := w.Run(wctx); err != nil {
+				a.log.Error().Err(err).Msg("session worker stopped")
+			}
+		}()
+	}
+	if !cfg.Runs(config.ComponentHub) {
+		a.handler = a.routes()
+		return nil
+	}
+	cache := sessions.New(cfg.SessionMode, sessionLookup{a.store}, cfg.TokenMaxLifetime)
+	revs, err := a.store.ActiveRevocations(ctx, time.Now())
+	if err != nil {
+		return err
+	}
+	loaded := make([]sessions.Revocation, len(revs))
+	for i, r := range revs {
+		loaded[i] = sessions.Revocation{Kind: r.Kind, Value: r.Value, RevokedAt: r.RevokedAt, ExpiresAt: r.ExpiresAt}
+	}
+	cache.Load(loaded)
 
 	var prev []byte
 	if cfg.JWTSecretPrevious != "" {
@@ -116,9 +171,12 @@ func (a *App) init(ctx context.Context, o Options) (err error) {
 		EventsPerMinute:  cfg.RateEventsPerMin,
 		AckTimeout:       cfg.AckTimeout,
 		Policies:         o.Policies,
+		ExpiryWarning:    cfg.ExpiryWarning,
+		ExpiryGrace:      cfg.ExpiryGrace,
 	}, hub.Deps{
 		NATS: a.nc, Verifier: verifier, Logger: a.log, Registerer: a.reg,
 		Auditor: auditor{a.store, cfg.NodeID}, LogFeed: o.LogFeed,
+		Sessions: cache, JetStream: a.js, Validator: validator,
 	})
 	if err != nil {
 		return err
@@ -153,6 +211,30 @@ func natsOptions(log zerolog.Logger) []nats.Option {
 	}
 }
 
+// sessionLookup adapts the store to the hub's session cache.
+type sessionLookup struct{ s *store.Store }
+
+func (l sessionLookup) SessionByID(ctx context.Context, id string) (*sessions.Record, error) {
+	sess, err := l.s.SessionByID(ctx, id)
+	return record(sess), err
+}
+
+func (l sessionLookup) SessionByTokenSHA(ctx context.Context, sha string) (*sessions.Record, error) {
+	sess, err := l.s.SessionByTokenSHA(ctx, sha)
+	return record(sess), err
+}
+
+func record(s *store.Session) *sessions.Record {
+	if s == nil {
+		return nil
+	}
+	r := &sessions.Record{ID: s.ID, UserID: s.UserID, ExpiresAt: s.ExpiresAt, Ended: !s.EndedAt.IsZero(), Revoked: !s.RevokedAt.IsZero()}
+	if s.TokenSHA256 != nil {
+		r.TokenSHA256 = *s.TokenSHA256
+	}
+	return r
+}
+
 // auditor adapts the store to the node's Auditor.
 type auditor struct {
 	s    *store.Store
@@ -182,13 +264,15 @@ func (a *App) Handler() http.Handler { return a.handler }
 
 func (a *App) routes() http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("/socket.io/", a.node.Handler())
+	if a.node != nil {
+		mux.Handle("/socket.io/", a.node.Handler())
+		mux.Handle("/api/v1/", a.node.APIHandler())
+	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	mux.HandleFunc("GET /readyz", a.ready)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{Registry: a.reg}))
-	mux.Handle("/api/v1/", a.node.APIHandler())
 	mux.HandleFunc("/", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusNotFound, map[string]string{"error": "not found"})
 	})
@@ -200,8 +284,8 @@ func (a *App) ready(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	checks := map[string]string{"nats": "ok", "database": "ok"}
 	status := http.StatusOK
-	if err := a.node.Ready(); err != nil {
-		checks["nats"], status = err.Error(), http.StatusServiceUnavailable
+	if !a.nc.IsConnected() {
+		checks["nats"], status = a.nc.Status().String(), http.StatusServiceUnavailable
 	}
 	if err := a.store.Ping(ctx); err != nil {
 		checks["database"], status = "unreachable", http.StatusServiceUnavailable
@@ -230,7 +314,7 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
-	a.log.Info().Str("addr", ln.Addr().String()).Str("node", a.node.ID()).Msg("listening")
+	a.log.Info().Str("addr", ln.Addr().String()).Strs("components", a.cfg.Components).Msg("listening")
 	select {
 	case err := <-errc:
 		return fmt.Errorf("http server: %w", err)
@@ -240,8 +324,10 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	sctx, cancel := context.WithTimeout(context.Background(), a.cfg.ShutdownTimeout)
 	defer cancel()
 	_ = srv.Shutdown(sctx) // stops accepting; hijacked WebSockets are the node's
-	if err := a.node.Shutdown(sctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
-		return err
+	if a.node != nil {
+		if err := a.node.Shutdown(sctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+			return err
+		}
 	}
 	return nil
 }
@@ -252,6 +338,10 @@ func (a *App) Close() {
 		ctx, cancel := context.WithTimeout(context.Background(), a.cfg.ShutdownTimeout)
 		_ = a.node.Shutdown(ctx)
 		cancel()
+	}
+	if a.stopWorkers != nil {
+		a.stopWorkers()
+		a.workers.Wait()
 	}
 	if a.nc != nil {
 		_ = a.nc.Drain()

@@ -46,6 +46,31 @@ type Config struct {
 	AckTimeout        time.Duration  // MEDIANEST_ACK_TIMEOUT, backend reply wait, default 5s
 	ShutdownTimeout   time.Duration  // MEDIANEST_SHUTDOWN_TIMEOUT, default 10s
 	NodeID            string         // MEDIANEST_NODE_ID, default random
+	TokenMaxLifetime  time.Duration  // MEDIANEST_TOKEN_MAX_LIFETIME, how long a revocation matters, default 24h
+	ExpiryWarning     time.Duration  // MEDIANEST_EXPIRY_WARNING, auth:expiring lead time, default 60s
+	ExpiryGrace       time.Duration  // MEDIANEST_EXPIRY_GRACE, disconnect delay after exp, default 5s
+	EventsMaxAge      time.Duration  // MEDIANEST_EVENTS_MAX_AGE, JetStream retention, default 168h
+	CleanupInterval   time.Duration  // MEDIANEST_CLEANUP_INTERVAL, default 10m
+	Components        []string       // MEDIANEST_COMPONENTS, default hub,session-worker
+}
+
+// Components a process may run.
+const (
+	ComponentHub           = "hub"
+	ComponentSessionWorker = "session-worker"
+)
+
+// AllComponents are the components `serve` runs by default.
+var AllComponents = []string{ComponentHub, ComponentSessionWorker}
+
+// Runs reports whether the process runs component c.
+func (c Config) Runs(component string) bool {
+	for _, x := range c.Components {
+		if x == component {
+			return true
+		}
+	}
+	return false
 }
 
 // Default returns the configuration with every default and no secret.
@@ -56,7 +81,7 @@ func Default() Config {
 		JWTAudience:       "medianest-users",
 		DataDir:           "./data",
 		SubjectPrefix:     "medianest",
-		SessionMode:       SessionStateless,
+		SessionMode:       SessionStrict,
 		LogLevel:          "info",
 		LogFormat:         "json",
 		RateConnectPerMin: 10,
@@ -67,6 +92,12 @@ func Default() Config {
 		SendQueue:         128,
 		AckTimeout:        5 * time.Second,
 		ShutdownTimeout:   10 * time.Second,
+		TokenMaxLifetime:  24 * time.Hour,
+		ExpiryWarning:     time.Minute,
+		ExpiryGrace:       5 * time.Second,
+		EventsMaxAge:      7 * 24 * time.Hour,
+		CleanupInterval:   10 * time.Minute,
+		Components:        append([]string(nil), AllComponents...),
 	}
 }
 
@@ -159,6 +190,14 @@ func Load(lookup LookupFunc) (Config, error) {
 	duration("MEDIANEST_ACK_TIMEOUT", &c.AckTimeout)
 	duration("MEDIANEST_SHUTDOWN_TIMEOUT", &c.ShutdownTimeout)
 	str("MEDIANEST_NODE_ID", &c.NodeID)
+	duration("MEDIANEST_TOKEN_MAX_LIFETIME", &c.TokenMaxLifetime)
+	duration("MEDIANEST_EXPIRY_WARNING", &c.ExpiryWarning)
+	duration("MEDIANEST_EXPIRY_GRACE", &c.ExpiryGrace)
+	duration("MEDIANEST_EVENTS_MAX_AGE", &c.EventsMaxAge)
+	duration("MEDIANEST_CLEANUP_INTERVAL", &c.CleanupInterval)
+	if v := list("MEDIANEST_COMPONENTS"); v != nil {
+		c.Components = v
+	}
 
 	if err := c.Validate(); err != nil {
 		errs = append(errs, err)
@@ -213,9 +252,7 @@ func (c Config) Validate() error {
 		add("MEDIANEST_SUBJECT_PREFIX=%q: must be one subject token, without . * > or white space", c.SubjectPrefix)
 	}
 	switch c.SessionMode {
-	case SessionStateless:
-	case SessionStrict:
-		add("MEDIANEST_SESSION_MODE=strict: not available in this version yet; use stateless")
+	case SessionStateless, SessionStrict:
 	default:
 		add("MEDIANEST_SESSION_MODE=%q: must be strict or stateless", c.SessionMode)
 	}
@@ -234,6 +271,21 @@ func (c Config) Validate() error {
 		if u, err := url.Parse(o); err != nil || u.Scheme == "" || u.Host == "" || (u.Path != "" && u.Path != "/") {
 			add("MEDIANEST_ALLOWED_ORIGINS: %q: must be an origin like https://app.example.com, or *", o)
 		}
+	}
+	if len(c.Components) == 0 {
+		add("MEDIANEST_COMPONENTS: name at least one of %s", strings.Join(AllComponents, ", "))
+	}
+	for _, comp := range c.Components {
+		known := false
+		for _, a := range AllComponents {
+			known = known || comp == a
+		}
+		if !known {
+			add("MEDIANEST_COMPONENTS: %q: must be one of %s", comp, strings.Join(AllComponents, ", "))
+		}
+	}
+	if c.EventsMaxAge < c.TokenMaxLifetime {
+		add("MEDIANEST_EVENTS_MAX_AGE: must be at least MEDIANEST_TOKEN_MAX_LIFETIME, so revocations outlive the tokens they match")
 	}
 	if c.PingTimeout >= c.PingInterval*4 {
 		add("MEDIANEST_PING_TIMEOUT: must be shorter than four ping intervals")

@@ -64,6 +64,9 @@ func startHub(t *testing.T, ns *server.Server, mutate func(*config.Config)) *hub
 	cfg.RateEventsPerMin = 10000
 	cfg.ShutdownTimeout = 3 * time.Second
 	cfg.ListenAddr = "127.0.0.1:0"
+	// Most tests exercise other features with tokens that have no session;
+	// the session tests switch strict mode on.
+	cfg.SessionMode = config.SessionStateless
 	if ns != nil {
 		cfg.NATSURL = ns.ClientURL()
 	}

@@ -1,0 +1,72 @@
+// Package bus declares the JetStream streams of the public contract and
+// creates or updates them at start, so that every component (hub nodes and
+// workers, in any order) finds them in place.
+package bus
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/medianest/hub/events"
+)
+
+// StreamOptions size the streams.
+type StreamOptions struct {
+	// Prefix is the subject prefix; "" means "medianest".
+	Prefix string
+	// MaxAge is how long events are kept; zero means 7 days.
+	MaxAge time.Duration
+	// Replicas is the stream replication in a cluster; zero means 1.
+	Replicas int
+}
+
+// Domains are the event domains that have a stream.
+var Domains = []string{events.DomainSession, events.DomainSecurity, events.DomainMedia}
+
+// EnsureStreams creates or updates the event streams of every domain, the
+// alerts stream and the dead-letter stream. File storage; duplicates within
+// two minutes (same Nats-Msg-Id) are dropped.
+func EnsureStreams(ctx context.Context, js jetstream.JetStream, o StreamOptions) error {
+	if o.Prefix == "" {
+		o.Prefix = events.DefaultPrefix
+	}
+	if o.MaxAge == 0 {
+		o.MaxAge = 7 * 24 * time.Hour
+	}
+	if o.Replicas == 0 {
+		o.Replicas = 1
+	}
+	subj := events.Subjects{Prefix: o.Prefix}
+	cfgs := make([]jetstream.StreamConfig, 0, len(Domains)+2)
+	for _, d := range Domains {
+		cfgs = append(cfgs, jetstream.StreamConfig{
+			Name:        events.StreamName(o.Prefix, d),
+			Description: "MediaNest " + d + " events",
+			Subjects:    []string{subj.Events(d)},
+		})
+	}
+	cfgs = append(cfgs,
+		jetstream.StreamConfig{
+			Name: events.StreamName(o.Prefix, "alerts"), Description: "MediaNest security alerts",
+			Subjects: []string{subj.Alerts()},
+		},
+		jetstream.StreamConfig{
+			Name: events.StreamName(o.Prefix, "deadletter"), Description: "Events that failed validation, with the reason",
+			Subjects: []string{subj.DeadLetters()},
+		},
+	)
+	for _, c := range cfgs {
+		c.Storage = jetstream.FileStorage
+		c.MaxAge = o.MaxAge
+		c.Duplicates = 2 * time.Minute
+		c.Replicas = o.Replicas
+		c.Discard = jetstream.DiscardOld
+		if _, err := js.CreateOrUpdateStream(ctx, c); err != nil {
+			return fmt.Errorf("bus: stream %s: %w", c.Name, err)
+		}
+	}
+	return nil
+}
