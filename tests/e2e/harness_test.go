@@ -103,6 +103,7 @@ func withSession(s string) tokenOpt { return func(o *auth.MintOptions) { o.Sessi
 func withTTL(d time.Duration) tokenOpt {
 	return func(o *auth.MintOptions) { o.TTL = d }
 }
+func withJTI(j string) tokenOpt    { return func(o *auth.MintOptions) { o.JTI = j } }
 func withIssuer(s string) tokenOpt { return func(o *auth.MintOptions) { o.Issuer = s } }
 
 // mint signs a token for user with role.

@@ -177,11 +177,15 @@ func (w *Worker) consume(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("consume: %w", err)
 	}
-	defer cc.Stop()
 	select {
 	case <-ctx.Done():
+		// Hand back what was fetched but not handled, so another worker
+		// (or this one, restarted) gets it at once instead of after AckWait.
+		cc.Drain()
+		<-cc.Closed()
 		return ctx.Err()
 	case err := <-stopped:
+		cc.Stop()
 		return err
 	}
 }
@@ -189,6 +193,10 @@ func (w *Worker) consume(ctx context.Context) error {
 // handle processes one event; the message is acknowledged only once its
 // effect is durable, and redelivered with a capped backoff otherwise.
 func (w *Worker) handle(ctx context.Context, m jetstream.Msg) {
+	if ctx.Err() != nil {
+		_ = m.Nak() // stopping: redeliver now, elsewhere
+		return
+	}
 	start := time.Now()
 	typ, err := w.validator.Validate(m.Data())
 	if err != nil {
