@@ -34,7 +34,13 @@ type cluster struct {
 
 func newCluster(t *testing.T, size int, tune func(*config.Config)) *cluster {
 	t.Helper()
-	c := &cluster{t: t, ns: startNATS(t), db: "sqlite:" + filepath.Join(t.TempDir(), "shared.db"), tune: tune}
+	return newClusterOn(t, size, "sqlite:"+filepath.Join(t.TempDir(), "shared.db"), tune)
+}
+
+// newClusterOn is newCluster on a given database URL.
+func newClusterOn(t *testing.T, size int, db string, tune func(*config.Config)) *cluster {
+	t.Helper()
+	c := &cluster{t: t, ns: startNATS(t), db: db, tune: tune}
 	for range size {
 		c.addNode()
 	}
