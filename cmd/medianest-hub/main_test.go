@@ -3,12 +3,15 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"encoding/json"
+	"fmt"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -100,18 +103,65 @@ func TestVersion(t *testing.T) {
 	}
 }
 
+var (
+	buildOnce sync.Once
+	binPath   string
+	buildErr  error
+)
+
+// buildBinary builds medianest-hub once per test run.
+func buildBinary(t *testing.T) string {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "medianest-hub-test-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "medianest-hub")
+		if out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binPath
+}
+
+// TestBenchRevoke runs the load tool's revocation scenario at a small
+// size: it must complete and report every revocation (no timing is
+// asserted; figures live in docs/BENCHMARKS.md).
+func TestBenchRevoke(t *testing.T) {
+	bin := buildBinary(t)
+	out, err := exec.Command(bin, "bench", "revoke", "--sockets", "60", "--revocations", "10", "--nodes", "2").Output()
+	if err != nil {
+		t.Fatalf("bench revoke: %v", err)
+	}
+	var res struct {
+		Scenario string
+		Sockets  int
+		Missed   int
+		Latency  struct{ Count int } `json:"revoke_to_disconnect"`
+		Collat   int                 `json:"collateral_disconnects"`
+	}
+	if err := json.Unmarshal(out, &res); err != nil {
+		t.Fatalf("output %q: %v", out, err)
+	}
+	if res.Scenario != "revoke" || res.Sockets != 60 || res.Latency.Count != 10 || res.Missed != 0 || res.Collat != 0 {
+		t.Fatalf("result = %s", out)
+	}
+}
+
 // TestServeDevDrainsOnSIGTERM runs the real binary: --dev prints tokens and
 // a snippet, a client connects, SIGTERM closes it with "going away" and the
 // process exits cleanly, and no token or secret reaches the log.
 func TestServeDevDrainsOnSIGTERM(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds the binary")
-	}
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "medianest-hub")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
+	bin := buildBinary(t)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -223,7 +223,7 @@ func (w *Worker) handle(ctx context.Context, m jetstream.Msg) {
 			return
 		}
 	}
-	if err := m.DoubleAck(ctx); err != nil {
+	if err := ack(ctx, m); err != nil {
 		w.log.Warn().Err(err).Str("event", ev.ID).Msg("ack failed; the event will be redelivered and skipped")
 	}
 	result := "applied"
@@ -329,12 +329,24 @@ func (w *Worker) deadLetter(ctx context.Context, m jetstream.Msg, reason string)
 	w.metrics.deadLetters.Inc()
 	w.metrics.events.WithLabelValues("dead_lettered").Inc()
 	w.log.Warn().Str("subject", m.Subject()).Str("reason", reason).Msg("session event dead-lettered")
-	if err := m.DoubleAck(ctx); err != nil {
+	if err := ack(ctx, m); err != nil {
 		w.log.Warn().Err(err).Msg("ack of a dead-lettered event failed")
 	}
 }
 
+// ack confirms a message even while the worker is stopping: the effect is
+// already durable, and an unconfirmed message would only be redelivered.
+func ack(ctx context.Context, m jetstream.Msg) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	return m.DoubleAck(ctx)
+}
+
 func (w *Worker) retry(m jetstream.Msg, err error) {
+	if errors.Is(err, context.Canceled) {
+		_ = m.Nak() // stopping: redeliver now, elsewhere
+		return
+	}
 	attempt := uint64(1)
 	if md, merr := m.Metadata(); merr == nil {
 		attempt = md.NumDelivered
