@@ -256,3 +256,7 @@ func codeFor(status int) string {
 	}
 	return "internal"
 }
+
+// Authorized wraps next with the admin API's check: a bearer JWT with role
+// admin or service, not revoked.
+func (n *Node) Authorized(next http.Handler) http.Handler { return n.apiAuth(next) }

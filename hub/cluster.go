@@ -30,8 +30,12 @@ func (n *Node) onCtl(m *nats.Msg) {
 		}
 		return
 	}
-	if op == events.CtlRevoke {
+	switch op {
+	case events.CtlRevoke:
 		n.ctlReply(m, n.onCtlRevoke(m.Data))
+		return
+	case events.CtlBlock, events.CtlUnblock:
+		n.ctlReply(m, n.onCtlBlock(op, m.Data))
 		return
 	}
 	var msg events.CtlMessage

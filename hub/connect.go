@@ -11,7 +11,9 @@ import (
 
 	"golang.org/x/time/rate"
 
+	"github.com/medianest/hub/events"
 	"github.com/medianest/hub/hub/auth"
+	"github.com/medianest/hub/hub/engineio"
 	"github.com/medianest/hub/hub/socketio"
 )
 
@@ -31,6 +33,7 @@ type connInfo struct {
 	ip       string
 	originOK bool
 	limited  bool
+	blocked  bool
 	tokens   tokenSources
 }
 
@@ -80,17 +83,35 @@ func (n *Node) onOpen(c *socketio.Conn, r *http.Request) {
 		originOK: n.origins.allow(r),
 		tokens:   readTokenSources(r),
 	}
-	if ci.originOK {
-		ci.limited = !n.connRate.allow(ci.ip, time.Now())
+	now := time.Now()
+	ci.blocked = n.blocks.blocked(ci.ip, now)
+	if ci.originOK && !ci.blocked {
+		ci.limited = !n.connRate.allow(ci.ip, now)
 	}
 	if ci.limited {
 		n.metrics.rateLimited.WithLabelValues("connect").Inc()
 		n.log.Info().Str("ip", ci.ip).Msg("connection over the per-IP rate")
+		n.sec.emit(events.SecRateLimited, "ip:"+ci.ip, events.SecurityData{IP: ci.ip, Limit: "connect"})
 	}
 	if !ci.originOK {
-		n.log.Info().Str("ip", ci.ip).Str("origin", r.Header.Get("Origin")).Msg("origin not allowed")
+		origin := r.Header.Get("Origin")
+		if len(origin) > 1024 {
+			origin = origin[:1024]
+		}
+		n.log.Info().Str("ip", ci.ip).Str("origin", origin).Msg("origin not allowed")
+		n.sec.emit(events.SecOriginRejected, "ip:"+ci.ip, events.SecurityData{IP: ci.ip, Origin: origin})
 	}
 	c.Data = ci
+}
+
+// authFailed counts, logs and reports a failed authentication. claimed is
+// the unverified user the token names, if any.
+func (n *Node) authFailed(ip, ns, code, claimed string, err error) {
+	n.metrics.authFailures.WithLabelValues(code).Inc()
+	if e := n.log.Info(); e.Enabled() {
+		e.Str("ip", ip).Str("ns", ns).Str("code", code).AnErr("cause", err).Msg("authentication failed")
+	}
+	n.sec.emit(events.SecAuthFailed, "ip:"+ip, events.SecurityData{IP: ip, Namespace: ns, Code: code, UserID: claimed})
 }
 
 func refusal(msg, code string, closeConn bool, extra ...string) *socketio.ConnectError {
@@ -129,7 +150,10 @@ func (n *Node) middleware(p *Policy) func(*socketio.Socket, json.RawMessage) err
 		if ci == nil {
 			return errors.New("connection without info")
 		}
-		log := n.log.With().Str("ip", ci.ip).Str("ns", p.Namespace).Logger()
+		if ci.blocked {
+			n.metrics.authFailures.WithLabelValues(CodeIPBlocked).Inc()
+			return refusal(MsgAccessDenied, CodeIPBlocked, true)
+		}
 		if !ci.originOK {
 			n.metrics.authFailures.WithLabelValues(CodeOriginNotAllowed).Inc()
 			return refusal(MsgOriginNotAllowed, CodeOriginNotAllowed, true)
@@ -146,8 +170,7 @@ func (n *Node) middleware(p *Policy) func(*socketio.Socket, json.RawMessage) err
 		}
 		st := &socketState{ip: ci.ip, limiter: newEventLimiter(n.cfg.EventsPerMinute), policy: p}
 		if token == "" && !p.Anonymous() {
-			n.metrics.authFailures.WithLabelValues(auth.CodeTokenMissing).Inc()
-			log.Info().Str("code", auth.CodeTokenMissing).Msg("authentication failed")
+			n.authFailed(ci.ip, p.Namespace, auth.CodeTokenMissing, "", nil)
 			return refusal(MsgAuthFailed, auth.CodeTokenMissing, false)
 		}
 		if token != "" {
@@ -155,22 +178,29 @@ func (n *Node) middleware(p *Policy) func(*socketio.Socket, json.RawMessage) err
 			switch {
 			case err == nil:
 				st.auth.Store(as)
-			case p.Anonymous():
-				log.Debug().Err(err).Msg("ignoring an invalid token on an open namespace")
 			default:
 				code := errorCode(err)
-				n.metrics.authFailures.WithLabelValues(code).Inc()
-				log.Info().Str("code", code).Err(err).Msg("authentication failed")
-				return refusal(MsgAuthFailed, code, false)
+				n.authFailed(ci.ip, p.Namespace, code, auth.UnverifiedSubject(token), err)
+				if !p.Anonymous() {
+					return refusal(MsgAuthFailed, code, false)
+				}
 			}
 		}
 		id := st.identity()
 		if !p.Anonymous() && !id.HasAnyRole(p.Roles...) {
 			n.metrics.authFailures.WithLabelValues(CodeInsufficientRole).Inc()
-			log.Info().Str("user", id.UserID).Strs("roles", id.Roles).Msg("access denied")
+			n.log.Info().Str("ip", ci.ip).Str("ns", p.Namespace).Str("user", id.UserID).Strs("roles", id.Roles).Msg("access denied")
+			n.sec.emit(events.SecAccessDenied, "user:"+id.UserID, events.SecurityData{
+				IP: ci.ip, Namespace: p.Namespace, UserID: id.UserID, RequiredRoles: p.Roles,
+			})
 			return &socketio.ConnectError{Message: p.RequiredRoleMessage(), Data: map[string]any{
 				"code": CodeInsufficientRole, "required_roles": p.Roles,
 			}}
+		}
+		if a := st.auth.Load(); a != nil {
+			n.sec.emit(events.SecAuthenticated, "user:"+a.id.UserID, events.SecurityData{
+				IP: ci.ip, Namespace: p.Namespace, UserID: a.id.UserID, SessionID: a.sessionID, JTI: a.id.JTI,
+			})
 		}
 		s.Data = st
 		if a := st.auth.Load(); a != nil {
@@ -194,6 +224,13 @@ func (n *Node) guard(s *socketio.Socket, event string) bool {
 	}
 	n.metrics.rateLimited.WithLabelValues("events").Inc()
 	refused := st.refused.Add(1)
+	if refused == 1 || refused%10 == 0 { // a flood is reported, not every frame of it
+		data := events.SecurityData{IP: st.ip, Limit: "events"}
+		if id := st.identity(); id != nil {
+			data.UserID = id.UserID
+		}
+		n.sec.emit(events.SecRateLimited, "ip:"+st.ip, data)
+	}
 	s.Emit("error", map[string]string{"message": MsgRateLimited, "code": CodeRateLimited})
 	if int(refused) >= n.cfg.EventsPerMinute {
 		n.log.Warn().Str("ip", st.ip).Str("socket", s.ID()).Str("event", event).Msg("disconnecting a flooding socket")
@@ -269,3 +306,15 @@ func userJSON(id *auth.Identity) map[string]any {
 // serverTime is the ISO 8601 time in UTC with milliseconds, as JavaScript's
 // Date.toISOString prints it.
 func serverTime() string { return time.Now().UTC().Format("2006-01-02T15:04:05.000Z") }
+
+// onClose reports connections the transport closed for bad input.
+func (n *Node) onClose(c *socketio.Conn, reason string) {
+	ci, _ := c.Data.(*connInfo)
+	if ci == nil {
+		return
+	}
+	switch reason {
+	case engineio.ReasonParseError, engineio.ReasonPayloadTooBig:
+		n.sec.emit(events.SecBadInput, "ip:"+ci.ip, events.SecurityData{IP: ci.ip, Reason: reason})
+	}
+}

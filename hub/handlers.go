@@ -24,6 +24,13 @@ var mediaRoomID = regexp.MustCompile(`^[A-Za-z0-9_-]{1,128}$`)
 // clientError tells a socket its input was refused, with a stable code.
 func (n *Node) clientError(s *socketio.Socket, ack socketio.Ack, message, code string) {
 	n.metrics.refused.WithLabelValues(code).Inc()
+	if st := stateOf(s); st != nil && code != "not_authenticated" {
+		data := events.SecurityData{IP: st.ip, Reason: code + ": " + message}
+		if id := st.identity(); id != nil {
+			data.UserID = id.UserID
+		}
+		n.sec.emit(events.SecBadInput, "ip:"+st.ip, data)
+	}
 	payload := map[string]string{"message": message, "code": code}
 	s.Emit("error", payload)
 	if ack != nil {

@@ -117,7 +117,10 @@ type Deps struct {
 	JetStream jetstream.JetStream
 	// Validator checks session events; required with JetStream.
 	Validator *schema.Validator
-	Logger    zerolog.Logger
+	// Blocks are the IP blocks in force at start (persisted by the
+	// security worker); later ones arrive on hub.ctl.block.
+	Blocks []events.BlockMessage
+	Logger zerolog.Logger
 	// Registerer receives the node's metrics; nil means a private registry.
 	Registerer prometheus.Registerer
 	// Auditor, if set, records admin actions.
@@ -153,6 +156,8 @@ type Node struct {
 	js              jetstream.JetStream
 	validator       *schema.Validator
 	closed          closedLog
+	sec             *secPublisher
+	blocks          blockList
 	sessionConsumer jetstream.ConsumeContext
 	appliedSeq      atomic.Uint64 // last session stream sequence applied
 
@@ -194,9 +199,14 @@ func New(cfg Config, d Deps) (*Node, error) {
 		js:        d.JetStream,
 		validator: d.Validator,
 		closed:    closedLog{m: make(map[string]*closedRecord)},
+		blocks:    blockList{m: make(map[string]time.Time)},
+	}
+	for _, b := range d.Blocks {
+		n.blocks.add(b.IP, b.Until)
 	}
 	n.sio = socketio.NewServer(cfg.Engine, n.log)
 	n.sio.OnOpen = n.onOpen
+	n.sio.OnClose = n.onClose
 	n.sio.Guard = n.guard
 	for _, p := range cfg.Policies {
 		if _, dup := n.policies[p.Namespace]; dup || p.Namespace == "" || p.Namespace[0] != '/' {
@@ -212,6 +222,17 @@ func New(cfg Config, d Deps) (*Node, error) {
 		reg = prometheus.NewRegistry()
 	}
 	n.metrics = newMetrics(reg, n)
+	if d.JetStream != nil {
+		sec, err := newSecPublisher(d.NATS, n.subj, "medianest-hub/"+cfg.NodeID, 8192, n.log, func() {
+			n.metrics.securityEvents.WithLabelValues("failed").Inc()
+		})
+		if err != nil {
+			return nil, fmt.Errorf("hub: security publisher: %w", err)
+		}
+		sec.published = func() { n.metrics.securityEvents.WithLabelValues("published").Inc() }
+		sec.lost = func() { n.metrics.securityEvents.WithLabelValues("dropped").Inc() }
+		n.sec = sec
+	}
 	return n, nil
 }
 
@@ -258,6 +279,9 @@ func (n *Node) Start(ctx context.Context) error {
 		n.unsubscribe()
 		return fmt.Errorf("hub: flush subscriptions: %w", err)
 	}
+	if n.sec != nil {
+		go n.sec.run()
+	}
 	if err := n.consumeSessions(ctx); err != nil {
 		n.unsubscribe()
 		return err
@@ -302,6 +326,7 @@ func (n *Node) housekeeping() {
 		case now := <-sweep.C:
 			n.connRate.sweep(now)
 			n.sessions.Sweep(now)
+			n.blocks.sweep(now)
 			n.sweepClosed(now)
 		}
 	}
@@ -322,6 +347,7 @@ func (n *Node) Shutdown(ctx context.Context) error {
 	}
 	n.announce(false, true)
 	n.sio.Shutdown(ctx.Done())
+	n.sec.close(ctx)
 	if n.sessionConsumer != nil {
 		n.sessionConsumer.Stop()
 	}

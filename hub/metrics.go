@@ -21,6 +21,7 @@ type metrics struct {
 	refreshes      *prometheus.CounterVec
 	revokedSockets prometheus.Counter
 	sessionEvents  *prometheus.CounterVec
+	securityEvents *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer, n *Node) *metrics {
@@ -69,6 +70,9 @@ func newMetrics(reg prometheus.Registerer, n *Node) *metrics {
 		sessionEvents: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "medianest_session_events_total", Help: "Session events the node applied to its cache, by result.",
 		}, []string{"result"}),
+		securityEvents: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "medianest_security_events_total", Help: "Security events the node emitted, by result (published, failed, dropped).",
+		}, []string{"result"}),
 	}
 	eio := n.sio.Engine().Stats()
 	sio := n.sio.Stats()
@@ -78,7 +82,7 @@ func newMetrics(reg prometheus.Registerer, n *Node) *metrics {
 	reg.MustRegister(
 		m.sockets, m.eventsIn, m.eventsOut, m.authFailures, m.rateLimited, m.refused,
 		m.relayLatency, m.relayIn, m.publishErrors, m.recvRequests,
-		m.expired, m.refreshes, m.revokedSockets, m.sessionEvents,
+		m.expired, m.refreshes, m.revokedSockets, m.sessionEvents, m.securityEvents,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "medianest_transport_connections", Help: "Open Engine.IO connections."},
 			func() float64 { return float64(eio.Open.Load()) }),
 		counter("medianest_transport_connections_total", "Engine.IO connections opened.", func() float64 { return float64(eio.Opened.Load()) }),

@@ -280,3 +280,25 @@ func (l stringList) MarshalJSON() ([]byte, error) {
 	}
 	return json.Marshal([]string(l))
 }
+
+// UnverifiedSubject returns the user a token claims to be, without checking
+// its signature: attacker-controlled, for counting the users an IP fails
+// to authenticate as, never for admission. It returns "" when the token
+// does not parse.
+func UnverifiedSubject(token string) string {
+	if token == "" || len(token) > MaxTokenBytes {
+		return ""
+	}
+	claims := &Claims{}
+	if _, _, err := jwt.NewParser().ParseUnverified(token, claims); err != nil {
+		return ""
+	}
+	sub := claims.Subject
+	if sub == "" {
+		sub = claims.UserID
+	}
+	if len(sub) > 256 {
+		sub = sub[:256]
+	}
+	return sub
+}

@@ -23,6 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/rs/zerolog"
 
+	"github.com/medianest/hub/events"
 	"github.com/medianest/hub/hub"
 	"github.com/medianest/hub/hub/auth"
 	"github.com/medianest/hub/hub/engineio"
@@ -32,6 +33,7 @@ import (
 	"github.com/medianest/hub/internal/natsembed"
 	"github.com/medianest/hub/internal/store"
 	"github.com/medianest/hub/schema"
+	securityworker "github.com/medianest/hub/workers/security"
 	sessionworker "github.com/medianest/hub/workers/session"
 )
 
@@ -43,6 +45,7 @@ type App struct {
 	nc       *nats.Conn
 	js       jetstream.JetStream
 
+	workerCtx   context.Context
 	stopWorkers context.CancelFunc
 	workers     sync.WaitGroup
 
@@ -121,15 +124,11 @@ func (a *App) init(ctx context.Context, o Options) (err error) {
 		w := sessionworker.New(sessionworker.Config{
 			Prefix: cfg.SubjectPrefix, TokenMaxLifetime: cfg.TokenMaxLifetime, CleanupInterval: cfg.CleanupInterval,
 		}, a.nc, a.js, a.store, validator, a.log, a.reg)
-		wctx, stop := context.WithCancel(context.Background())
-		a.stopWorkers = stop
-		a.workers.Add(1)
-		go func() {
-			defer a.workers.Done()
-			if err := w.Run(wctx); err != nil {
-				a.log.Error().Err(err).Msg("session worker stopped")
-			}
-		}()
+		a.startWorker("session", w.Run)
+	}
+	if cfg.Runs(config.ComponentSecurityWorker) {
+		w := securityworker.New(securityRules(cfg), a.nc, a.js, a.store, validator, a.log, a.reg)
+		a.startWorker("security", w.Run)
 	}
 	if !cfg.Runs(config.ComponentHub) {
 		a.handler = a.routes()
@@ -145,6 +144,14 @@ func (a *App) init(ctx context.Context, o Options) (err error) {
 		loaded[i] = sessions.Revocation{Kind: r.Kind, Value: r.Value, RevokedAt: r.RevokedAt, ExpiresAt: r.ExpiresAt}
 	}
 	cache.Load(loaded)
+	blocks, err := a.store.ActiveBlocks(ctx, time.Now())
+	if err != nil {
+		return err
+	}
+	initialBlocks := make([]events.BlockMessage, len(blocks))
+	for i, b := range blocks {
+		initialBlocks[i] = events.BlockMessage{IP: b.IP, Until: b.ExpiresAt, Reason: b.Reason}
+	}
 
 	var prev []byte
 	if cfg.JWTSecretPrevious != "" {
@@ -176,7 +183,7 @@ func (a *App) init(ctx context.Context, o Options) (err error) {
 	}, hub.Deps{
 		NATS: a.nc, Verifier: verifier, Logger: a.log, Registerer: a.reg,
 		Auditor: auditor{a.store, cfg.NodeID}, LogFeed: o.LogFeed,
-		Sessions: cache, JetStream: a.js, Validator: validator,
+		Sessions: cache, JetStream: a.js, Validator: validator, Blocks: initialBlocks,
 	})
 	if err != nil {
 		return err
@@ -208,6 +215,39 @@ func natsOptions(log zerolog.Logger) []nats.Option {
 			}
 			ev.Msg("NATS error")
 		}),
+	}
+}
+
+// startWorker runs a worker until Close.
+func (a *App) startWorker(name string, run func(context.Context) error) {
+	if a.workerCtx == nil {
+		a.workerCtx, a.stopWorkers = context.WithCancel(context.Background())
+	}
+	a.workers.Add(1)
+	go func() {
+		defer a.workers.Done()
+		if err := run(a.workerCtx); err != nil {
+			a.log.Error().Err(err).Str("worker", name).Msg("worker stopped")
+		}
+	}()
+}
+
+// securityRules maps the configuration onto the security worker's.
+func securityRules(cfg config.Config) securityworker.Config {
+	rule := func(name string) securityworker.Rule {
+		t := cfg.Detections[name]
+		return securityworker.Rule{Threshold: t.Count, Window: t.Window}
+	}
+	return securityworker.Config{
+		Prefix: cfg.SubjectPrefix,
+		Rules: securityworker.Rules{
+			BruteForce: rule("brute_force"), CredentialStuffing: rule("credential_stuffing"),
+			TokenReplay: rule("token_replay"), PrivilegeProbing: rule("privilege_probing"), RateAbuse: rule("rate_abuse"),
+		},
+		NoIPBlocks:         !cfg.SecurityBlockIPs,
+		BlockFor:           cfg.SecurityBlockFor,
+		NoReplayRevocation: !cfg.SecurityRevokeReplay,
+		Webhook:            securityworker.WebhookConfig{URL: cfg.AlertWebhookURL, Secret: cfg.AlertWebhookSecret},
 	}
 }
 
@@ -267,6 +307,10 @@ func (a *App) routes() http.Handler {
 	if a.node != nil {
 		mux.Handle("/socket.io/", a.node.Handler())
 		mux.Handle("/api/v1/", a.node.APIHandler())
+		sec := a.securityAPI()
+		for _, route := range []string{"GET /api/v1/alerts", "GET /api/v1/audit", "GET /api/v1/blocks", "DELETE /api/v1/blocks/{ip}"} {
+			mux.Handle(route, a.node.Authorized(sec))
+		}
 	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})

@@ -51,17 +51,43 @@ type Config struct {
 	ExpiryGrace       time.Duration  // MEDIANEST_EXPIRY_GRACE, disconnect delay after exp, default 5s
 	EventsMaxAge      time.Duration  // MEDIANEST_EVENTS_MAX_AGE, JetStream retention, default 168h
 	CleanupInterval   time.Duration  // MEDIANEST_CLEANUP_INTERVAL, default 10m
-	Components        []string       // MEDIANEST_COMPONENTS, default hub,session-worker
+	Components        []string       // MEDIANEST_COMPONENTS, default hub,session-worker,security-worker
+
+	SecurityBlockIPs     bool                 // MEDIANEST_SECURITY_BLOCK_IPS, default true
+	SecurityBlockFor     time.Duration        // MEDIANEST_SECURITY_BLOCK_FOR, default 15m
+	SecurityRevokeReplay bool                 // MEDIANEST_SECURITY_REVOKE_REPLAY, default true
+	AlertWebhookURL      string               // MEDIANEST_ALERT_WEBHOOK_URL, empty = none
+	AlertWebhookSecret   string               // MEDIANEST_ALERT_WEBHOOK_SECRET, HMAC key, optional
+	Detections           map[string]Threshold // MEDIANEST_DETECT_<RULE>, "count/window"
+}
+
+// Threshold is a detection's count within a sliding window.
+type Threshold struct {
+	Count  int
+	Window time.Duration
+}
+
+// DetectionRules are the rules whose thresholds MEDIANEST_DETECT_<RULE>
+// sets, with their defaults.
+func DetectionRules() map[string]Threshold {
+	return map[string]Threshold{
+		"brute_force":         {10, time.Minute},
+		"credential_stuffing": {5, 10 * time.Minute},
+		"token_replay":        {3, 5 * time.Minute},
+		"privilege_probing":   {5, 5 * time.Minute},
+		"rate_abuse":          {20, 5 * time.Minute},
+	}
 }
 
 // Components a process may run.
 const (
-	ComponentHub           = "hub"
-	ComponentSessionWorker = "session-worker"
+	ComponentHub            = "hub"
+	ComponentSessionWorker  = "session-worker"
+	ComponentSecurityWorker = "security-worker"
 )
 
 // AllComponents are the components `serve` runs by default.
-var AllComponents = []string{ComponentHub, ComponentSessionWorker}
+var AllComponents = []string{ComponentHub, ComponentSessionWorker, ComponentSecurityWorker}
 
 // Runs reports whether the process runs component c.
 func (c Config) Runs(component string) bool {
@@ -76,28 +102,32 @@ func (c Config) Runs(component string) bool {
 // Default returns the configuration with every default and no secret.
 func Default() Config {
 	return Config{
-		ListenAddr:        ":8080",
-		JWTIssuer:         "medianest",
-		JWTAudience:       "medianest-users",
-		DataDir:           "./data",
-		SubjectPrefix:     "medianest",
-		SessionMode:       SessionStrict,
-		LogLevel:          "info",
-		LogFormat:         "json",
-		RateConnectPerMin: 10,
-		RateEventsPerMin:  100,
-		PingInterval:      25 * time.Second,
-		PingTimeout:       20 * time.Second,
-		MaxPayload:        1_000_000,
-		SendQueue:         128,
-		AckTimeout:        5 * time.Second,
-		ShutdownTimeout:   10 * time.Second,
-		TokenMaxLifetime:  24 * time.Hour,
-		ExpiryWarning:     time.Minute,
-		ExpiryGrace:       5 * time.Second,
-		EventsMaxAge:      7 * 24 * time.Hour,
-		CleanupInterval:   10 * time.Minute,
-		Components:        append([]string(nil), AllComponents...),
+		ListenAddr:           ":8080",
+		JWTIssuer:            "medianest",
+		JWTAudience:          "medianest-users",
+		DataDir:              "./data",
+		SubjectPrefix:        "medianest",
+		SessionMode:          SessionStrict,
+		LogLevel:             "info",
+		LogFormat:            "json",
+		RateConnectPerMin:    10,
+		RateEventsPerMin:     100,
+		PingInterval:         25 * time.Second,
+		PingTimeout:          20 * time.Second,
+		MaxPayload:           1_000_000,
+		SendQueue:            128,
+		AckTimeout:           5 * time.Second,
+		ShutdownTimeout:      10 * time.Second,
+		TokenMaxLifetime:     24 * time.Hour,
+		ExpiryWarning:        time.Minute,
+		ExpiryGrace:          5 * time.Second,
+		EventsMaxAge:         7 * 24 * time.Hour,
+		CleanupInterval:      10 * time.Minute,
+		Components:           append([]string(nil), AllComponents...),
+		SecurityBlockIPs:     true,
+		SecurityBlockFor:     15 * time.Minute,
+		SecurityRevokeReplay: true,
+		Detections:           DetectionRules(),
 	}
 }
 
@@ -198,6 +228,38 @@ func Load(lookup LookupFunc) (Config, error) {
 	if v := list("MEDIANEST_COMPONENTS"); v != nil {
 		c.Components = v
 	}
+	boolean := func(name string, dst *bool) {
+		v, ok := lookup(name)
+		if !ok || strings.TrimSpace(v) == "" {
+			return
+		}
+		b, err := strconv.ParseBool(strings.TrimSpace(v))
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s=%q: must be true or false", name, v))
+			return
+		}
+		*dst = b
+	}
+	boolean("MEDIANEST_SECURITY_BLOCK_IPS", &c.SecurityBlockIPs)
+	duration("MEDIANEST_SECURITY_BLOCK_FOR", &c.SecurityBlockFor)
+	boolean("MEDIANEST_SECURITY_REVOKE_REPLAY", &c.SecurityRevokeReplay)
+	str("MEDIANEST_ALERT_WEBHOOK_URL", &c.AlertWebhookURL)
+	secret("MEDIANEST_ALERT_WEBHOOK_SECRET", &c.AlertWebhookSecret)
+	for rule := range DetectionRules() {
+		name := "MEDIANEST_DETECT_" + strings.ToUpper(rule)
+		v, ok := lookup(name)
+		if !ok || strings.TrimSpace(v) == "" {
+			continue
+		}
+		count, window, found := strings.Cut(strings.TrimSpace(v), "/")
+		n, err1 := strconv.Atoi(count)
+		d, err2 := parseDuration(window)
+		if !found || err1 != nil || err2 != nil || n < 1 || d <= 0 {
+			errs = append(errs, fmt.Errorf("%s=%q: must be count/window, like 10/60s", name, v))
+			continue
+		}
+		c.Detections[rule] = Threshold{Count: n, Window: d}
+	}
 
 	if err := c.Validate(); err != nil {
 		errs = append(errs, err)
@@ -282,6 +344,11 @@ func (c Config) Validate() error {
 		}
 		if !known {
 			add("MEDIANEST_COMPONENTS: %q: must be one of %s", comp, strings.Join(AllComponents, ", "))
+		}
+	}
+	if c.AlertWebhookURL != "" {
+		if u, err := url.Parse(c.AlertWebhookURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			add("MEDIANEST_ALERT_WEBHOOK_URL: must be an http(s) URL")
 		}
 	}
 	if c.EventsMaxAge < c.TokenMaxLifetime {

@@ -1,0 +1,479 @@
+// Package security is the security worker: it consumes
+// medianest.events.security.> in batches, writes each event to the audit
+// log (idempotent by event id, acknowledged after the commit), dead-letters
+// events that fail their JSON Schema, runs the detections of [Detector],
+// raises one alert per rule and subject per window on
+// medianest.alerts.<severity>.<rule> (and an optional signed webhook), and
+// enforces: brute force and credential stuffing block the IP on every hub
+// node, token replay revokes the session through the revocation path.
+//
+// Detection state is rebuilt at start by replaying the stream's last
+// window up to the consumer's acknowledged position, so a restart loses no
+// alert and raises none twice. Run one security worker per cluster: the
+// detections need to see every event.
+package security
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+	"github.com/uptrace/bun"
+
+	"github.com/medianest/hub/events"
+	"github.com/medianest/hub/internal/store"
+	"github.com/medianest/hub/schema"
+)
+
+// Config configures a [Worker]. Zero values take the documented defaults.
+type Config struct {
+	// Prefix is the subject prefix; default "medianest".
+	Prefix string
+	// Durable is the consumer name; default "security-worker".
+	Durable string
+	// Batch is the most events fetched and committed at once; default 500.
+	Batch int
+	// FetchWait bounds the wait for a batch to fill; default 100ms.
+	FetchWait time.Duration
+	// Rules are the detection thresholds.
+	Rules Rules
+	// NoIPBlocks turns off blocking IPs on brute_force and credential_stuffing.
+	NoIPBlocks bool
+	// BlockFor is how long an IP stays blocked; default 15m.
+	BlockFor time.Duration
+	// NoReplayRevocation turns off revoking a replayed session or token.
+	NoReplayRevocation bool
+	// Webhook, if URL is set, receives every raised alert.
+	Webhook WebhookConfig
+	// Source names the worker in the events it publishes.
+	Source string
+}
+
+func (c *Config) setDefaults() {
+	if c.Prefix == "" {
+		c.Prefix = events.DefaultPrefix
+	}
+	if c.Durable == "" {
+		c.Durable = "security-worker"
+	}
+	if c.Batch <= 0 {
+		c.Batch = 500
+	}
+	if c.FetchWait <= 0 {
+		c.FetchWait = 100 * time.Millisecond
+	}
+	if c.BlockFor <= 0 {
+		c.BlockFor = 15 * time.Minute
+	}
+	if c.Source == "" {
+		c.Source = "medianest-security-worker"
+	}
+	c.Rules.setDefaults()
+}
+
+// Worker is the security worker.
+type Worker struct {
+	cfg       Config
+	nc        *nats.Conn
+	js        jetstream.JetStream
+	store     *store.Store
+	validator *schema.Validator
+	log       zerolog.Logger
+	subj      events.Subjects
+	stream    string
+	detector  *Detector
+	webhook   *webhook
+	metrics   metrics
+}
+
+type metrics struct {
+	events      *prometheus.CounterVec
+	alerts      *prometheus.CounterVec
+	deadLetters prometheus.Counter
+	batchTime   prometheus.Histogram
+}
+
+// New returns a worker; reg receives its metrics (nil = none).
+func New(cfg Config, nc *nats.Conn, js jetstream.JetStream, st *store.Store, v *schema.Validator, log zerolog.Logger, reg prometheus.Registerer) *Worker {
+	cfg.setDefaults()
+	w := &Worker{
+		cfg: cfg, nc: nc, js: js, store: st, validator: v,
+		log:    log.With().Str("worker", "security").Logger(),
+		subj:   events.Subjects{Prefix: cfg.Prefix},
+		stream: events.StreamName(cfg.Prefix, events.DomainSecurity),
+		metrics: metrics{
+			events: prometheus.NewCounterVec(prometheus.CounterOpts{
+				Name: "medianest_security_worker_events_total", Help: "Security events handled, by result.",
+			}, []string{"result"}),
+			alerts: prometheus.NewCounterVec(prometheus.CounterOpts{
+				Name: "medianest_alerts_total", Help: "Alerts raised, by rule.",
+			}, []string{"rule"}),
+			deadLetters: prometheus.NewCounter(prometheus.CounterOpts{
+				Name: "medianest_security_worker_dead_letters_total", Help: "Security events sent to the dead-letter subject.",
+			}),
+			batchTime: prometheus.NewHistogram(prometheus.HistogramOpts{
+				Name: "medianest_security_worker_batch_seconds", Help: "Time to handle one batch, commit and publishes included.",
+				Buckets: prometheus.ExponentialBuckets(0.001, 2, 14),
+			}),
+		},
+	}
+	if cfg.Webhook.URL != "" {
+		w.webhook = newWebhook(cfg.Webhook, w.log, reg)
+	}
+	if reg != nil {
+		reg.MustRegister(w.metrics.events, w.metrics.alerts, w.metrics.deadLetters, w.metrics.batchTime)
+	}
+	return w
+}
+
+// Run consumes until ctx is done; it returns nil on cancellation.
+func (w *Worker) Run(ctx context.Context) error {
+	if w.webhook != nil {
+		go w.webhook.run(ctx)
+	}
+	for {
+		err := w.session(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		w.log.Warn().Err(err).Msg("security consumer stopped; starting again")
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// session rebuilds the detections and consumes until an error.
+func (w *Worker) session(ctx context.Context) error {
+	cons, err := w.js.CreateOrUpdateConsumer(ctx, w.stream, jetstream.ConsumerConfig{
+		Durable:       w.cfg.Durable,
+		Description:   "MediaNest security worker",
+		FilterSubject: w.subj.Events(events.DomainSecurity),
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       30 * time.Second,
+		MaxDeliver:    -1,
+		MaxAckPending: w.cfg.Batch * 4,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+	})
+	if err != nil {
+		return fmt.Errorf("consumer %s: %w", w.cfg.Durable, err)
+	}
+	if err := w.rebuild(ctx, cons); err != nil {
+		return err
+	}
+	for ctx.Err() == nil {
+		batch, err := cons.Fetch(w.cfg.Batch, jetstream.FetchMaxWait(w.cfg.FetchWait))
+		if err != nil {
+			if errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrConsumerNotFound) {
+				return err
+			}
+			select {
+			case <-ctx.Done():
+			case <-time.After(100 * time.Millisecond):
+			}
+			continue
+		}
+		var msgs []jetstream.Msg
+		for m := range batch.Messages() {
+			msgs = append(msgs, m)
+		}
+		if len(msgs) == 0 {
+			continue
+		}
+		if err := w.handle(ctx, msgs); err != nil {
+			for _, m := range msgs {
+				_ = m.NakWithDelay(time.Second)
+			}
+			if ctx.Err() != nil {
+				return nil
+			}
+			w.log.Warn().Err(err).Int("events", len(msgs)).Msg("batch not applied; rebuilding detections and retrying")
+			if err := w.rebuild(ctx, cons); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// rebuild replays the events of the last window that the consumer has
+// acknowledged into a fresh detector, so detections continue where they
+// were: the same alerts are open, with the same ids.
+func (w *Worker) rebuild(ctx context.Context, cons jetstream.Consumer) error {
+	w.detector = NewDetector(w.cfg.Rules)
+	info, err := cons.Info(ctx)
+	if err != nil {
+		return fmt.Errorf("consumer info: %w", err)
+	}
+	floor := info.AckFloor.Stream
+	if floor == 0 {
+		return nil
+	}
+	start := time.Now().Add(-w.detector.Rules().MaxWindow() - time.Minute)
+	replay, err := w.js.OrderedConsumer(ctx, w.stream, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{w.subj.Events(events.DomainSecurity)},
+		DeliverPolicy:  jetstream.DeliverByStartTimePolicy,
+		OptStartTime:   &start,
+	})
+	if err != nil {
+		return fmt.Errorf("replay consumer: %w", err)
+	}
+	replayed := 0
+	for {
+		batch, err := replay.Fetch(1000, jetstream.FetchMaxWait(500*time.Millisecond))
+		if err != nil {
+			return fmt.Errorf("replay: %w", err)
+		}
+		got := 0
+		for m := range batch.Messages() {
+			got++
+			md, err := m.Metadata()
+			if err != nil || md.Sequence.Stream > floor {
+				w.log.Info().Int("events", replayed).Msg("detections rebuilt")
+				return nil
+			}
+			if o, ok := w.observation(m.Data()); ok {
+				w.detector.Observe(o)
+				replayed++
+			}
+		}
+		if got == 0 {
+			w.log.Info().Int("events", replayed).Msg("detections rebuilt")
+			return nil
+		}
+	}
+}
+
+// observation parses a valid security event for the detector.
+func (w *Worker) observation(raw []byte) (Observation, bool) {
+	var ev events.Event
+	if json.Unmarshal(raw, &ev) != nil {
+		return Observation{}, false
+	}
+	name := strings.TrimSuffix(strings.TrimPrefix(ev.Type, "medianest.security."), ".v1")
+	var d events.SecurityData
+	if json.Unmarshal(ev.Data, &d) != nil {
+		return Observation{}, false
+	}
+	return Observation{ID: ev.ID, Name: name, Time: ev.Time, Data: d}, true
+}
+
+// handle applies one batch: audit rows, detections, alerts and blocks in
+// one transaction, then the publishes, then the acks.
+func (w *Worker) handle(ctx context.Context, msgs []jetstream.Msg) error {
+	start := time.Now()
+	var (
+		recs    []store.AuditRecord
+		changed = map[string]*Alert{}
+		order   []string
+		keep    []jetstream.Msg
+	)
+	for _, m := range msgs {
+		if _, err := w.validator.Validate(m.Data()); err != nil {
+			if err := w.deadLetter(ctx, m, err.Error()); err != nil {
+				return err
+			}
+			continue
+		}
+		o, ok := w.observation(m.Data())
+		if !ok {
+			if err := w.deadLetter(ctx, m, "cannot decode envelope"); err != nil {
+				return err
+			}
+			continue
+		}
+		keep = append(keep, m)
+		var seq int64
+		if md, err := m.Metadata(); err == nil {
+			seq = int64(md.Sequence.Stream)
+		}
+		recs = append(recs, store.AuditRecord{
+			ID: o.ID, Type: "security." + o.Name, OccurredAt: o.Time.UTC(), IP: o.Data.IP, UserID: o.Data.UserID,
+			SessionID: o.Data.SessionID, Namespace: o.Data.Namespace, Code: o.Data.Code, Data: string(eventData(m.Data())), StreamSeq: seq,
+		})
+		for _, a := range w.detector.Observe(o) {
+			if _, seen := changed[a.ID]; !seen {
+				order = append(order, a.ID)
+			}
+			cp := *a
+			if prev := changed[a.ID]; prev != nil && prev.Raised {
+				cp.Raised = true // raised within this batch: still to publish
+			}
+			changed[a.ID] = &cp
+		}
+	}
+	var blocks []store.IPBlock
+	for _, id := range order {
+		a := changed[id]
+		if a.Raised && !w.cfg.NoIPBlocks && (a.Rule == RuleBruteForce || a.Rule == RuleCredentialStuffing) {
+			now := time.Now().UTC()
+			blocks = append(blocks, store.IPBlock{
+				IP: strings.TrimPrefix(a.Subject, "ip:"), Reason: a.Summary(), AlertID: a.ID, CreatedAt: now, ExpiresAt: now.Add(w.cfg.BlockFor),
+			})
+		}
+	}
+	if len(recs) > 0 || len(changed) > 0 {
+		err := w.store.DB.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+			if _, err := store.InsertAudit(ctx, tx, recs); err != nil {
+				return err
+			}
+			for _, id := range order {
+				a := changed[id]
+				if err := store.UpsertAlert(ctx, tx, alertRecord(a, w.action(a))); err != nil {
+					return err
+				}
+			}
+			for i := range blocks {
+				if err := store.UpsertBlock(ctx, tx, &blocks[i]); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("commit batch: %w", err)
+		}
+	}
+	if err := w.publishRaised(ctx, order, changed, blocks); err != nil {
+		return err
+	}
+	for _, m := range keep {
+		_ = m.Ack()
+	}
+	w.metrics.events.WithLabelValues("stored").Add(float64(len(keep)))
+	w.metrics.batchTime.Observe(time.Since(start).Seconds())
+	return nil
+}
+
+func (w *Worker) action(a *Alert) string {
+	switch {
+	case (a.Rule == RuleBruteForce || a.Rule == RuleCredentialStuffing) && !w.cfg.NoIPBlocks:
+		return "ip_blocked"
+	case a.Rule == RuleTokenReplay && !w.cfg.NoReplayRevocation:
+		return "session_revoked"
+	}
+	return ""
+}
+
+// publishRaised publishes the alerts raised in a batch and their
+// enforcement. Every publish has a stable id, so a retried batch does not
+// publish twice.
+func (w *Worker) publishRaised(ctx context.Context, order []string, changed map[string]*Alert, blocks []store.IPBlock) error {
+	for _, id := range order {
+		a := changed[id]
+		if !a.Raised {
+			continue
+		}
+		ev, err := alertEvent(w.cfg.Source, a, w.action(a))
+		if err != nil {
+			return err
+		}
+		raw, _ := json.Marshal(ev)
+		if _, err := w.js.Publish(ctx, w.subj.Alert(a.Severity, a.Rule), raw, jetstream.WithMsgID("alert-"+a.ID)); err != nil {
+			return fmt.Errorf("publish alert: %w", err)
+		}
+		w.metrics.alerts.WithLabelValues(a.Rule).Inc()
+		w.log.Warn().Str("rule", a.Rule).Str("subject", a.Subject).Int("count", a.Count).Str("alert", a.ID).Msg("alert")
+		if w.webhook != nil {
+			w.webhook.enqueue(raw)
+		}
+		if a.Rule == RuleTokenReplay && !w.cfg.NoReplayRevocation {
+			if err := w.revoke(ctx, a); err != nil {
+				return err
+			}
+		}
+	}
+	for _, b := range blocks {
+		msg, _ := json.Marshal(events.BlockMessage{IP: b.IP, Until: b.ExpiresAt, Reason: b.Reason, AlertID: b.AlertID})
+		if err := w.nc.Publish(w.subj.Ctl(events.CtlBlock), msg); err != nil {
+			return fmt.Errorf("publish block: %w", err)
+		}
+	}
+	return nil
+}
+
+// revoke revokes a replayed session or token through the session stream.
+func (w *Worker) revoke(ctx context.Context, a *Alert) error {
+	d := events.SessionRevokedData{Reason: "token replay: " + a.Summary()}
+	switch {
+	case strings.HasPrefix(a.Subject, "session:"):
+		d.SessionID = strings.TrimPrefix(a.Subject, "session:")
+	case strings.HasPrefix(a.Subject, "jti:"):
+		d.JTI = strings.TrimPrefix(a.Subject, "jti:")
+	default:
+		return nil
+	}
+	ev, err := events.New(w.cfg.Source, events.DomainSession, events.SessionRevoked, a.Subject, d)
+	if err != nil {
+		return err
+	}
+	ev.ID = "replay-" + a.ID
+	raw, _ := json.Marshal(ev)
+	if _, err := w.js.Publish(ctx, w.subj.Event(events.DomainSession, events.SessionRevoked), raw, jetstream.WithMsgID(ev.ID)); err != nil {
+		return fmt.Errorf("publish revocation: %w", err)
+	}
+	return nil
+}
+
+func (w *Worker) deadLetter(ctx context.Context, m jetstream.Msg, reason string) error {
+	msg := nats.NewMsg(w.subj.DeadLetter(events.DomainSecurity))
+	msg.Data = m.Data()
+	msg.Header.Set(events.HeaderDeadLetterReason, reason)
+	msg.Header.Set(events.HeaderDeadLetterSubject, m.Subject())
+	if md, err := m.Metadata(); err == nil {
+		msg.Header.Set(events.HeaderDeadLetterStream, strconv.FormatUint(md.Sequence.Stream, 10))
+		msg.Header.Set(nats.MsgIdHdr, "dl-"+md.Stream+"-"+strconv.FormatUint(md.Sequence.Stream, 10))
+	}
+	if _, err := w.js.PublishMsg(ctx, msg); err != nil {
+		return fmt.Errorf("dead-letter: %w", err)
+	}
+	_ = m.Ack()
+	w.metrics.deadLetters.Inc()
+	w.metrics.events.WithLabelValues("dead_lettered").Inc()
+	w.log.Warn().Str("subject", m.Subject()).Str("reason", reason).Msg("security event dead-lettered")
+	return nil
+}
+
+func alertRecord(a *Alert, action string) *store.AlertRecord {
+	ids, _ := json.Marshal(a.EventIDs)
+	return &store.AlertRecord{
+		ID: a.ID, Rule: a.Rule, Severity: a.Severity, Subject: a.Subject, Summary: a.Summary(), Count: a.Count,
+		FirstSeen: a.FirstSeen.UTC(), LastSeen: a.LastSeen.UTC(), EventIDs: string(ids), Action: action,
+	}
+}
+
+func alertEvent(source string, a *Alert, action string) (events.Event, error) {
+	data := events.AlertData{
+		Rule: a.Rule, Severity: a.Severity, Summary: a.Summary(), Subject: a.Subject, Count: a.Count,
+		FirstSeen: a.FirstSeen.UTC(), LastSeen: a.LastSeen.UTC(), EventIDs: a.EventIDs, Action: action,
+	}
+	raw, err := json.Marshal(data)
+	if err != nil {
+		return events.Event{}, err
+	}
+	return events.Event{
+		SpecVersion: events.SpecVersion, ID: a.ID, Source: source, Type: events.AlertType(a.Rule),
+		Time: a.LastSeen.UTC(), Subject: a.Subject, DataContentType: "application/json", Data: raw,
+	}, nil
+}
+
+// eventData extracts the data member of an envelope for the audit row.
+func eventData(raw []byte) json.RawMessage {
+	var ev struct {
+		Data json.RawMessage `json:"data"`
+	}
+	if json.Unmarshal(raw, &ev) != nil || len(ev.Data) == 0 {
+		return json.RawMessage("{}")
+	}
+	return ev.Data
+}
