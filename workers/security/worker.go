@@ -9,8 +9,10 @@
 //
 // Detection state is rebuilt at start by replaying the stream's last
 // window up to the consumer's acknowledged position, so a restart loses no
-// alert and raises none twice. Run one security worker per cluster: the
-// detections need to see every event.
+// alert and raises none twice. The detections need to see every event, so
+// one security worker per cluster is active at a time: workers hold a lease
+// in a JetStream key-value bucket, and a standby takes over when the active
+// one stops.
 package security
 
 import (
@@ -29,6 +31,7 @@ import (
 	"github.com/uptrace/bun"
 
 	"github.com/medianest/hub/events"
+	"github.com/medianest/hub/internal/bus"
 	"github.com/medianest/hub/internal/store"
 	"github.com/medianest/hub/schema"
 )
@@ -55,6 +58,9 @@ type Config struct {
 	Webhook WebhookConfig
 	// Source names the worker in the events it publishes.
 	Source string
+	// LeaseTTL is how long a crashed active worker holds the lease before
+	// a standby takes over; default 10s.
+	LeaseTTL time.Duration
 }
 
 func (c *Config) setDefaults() {
@@ -63,6 +69,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.Durable == "" {
 		c.Durable = "security-worker"
+	}
+	if c.LeaseTTL <= 0 {
+		c.LeaseTTL = 10 * time.Second
 	}
 	if c.Batch <= 0 {
 		c.Batch = 500
@@ -134,13 +143,31 @@ func New(cfg Config, nc *nats.Conn, js jetstream.JetStream, st *store.Store, v *
 	return w
 }
 
-// Run consumes until ctx is done; it returns nil on cancellation.
+// Run consumes until ctx is done; it returns nil on cancellation. Only
+// the holder of the cluster's security-worker lease consumes; other
+// workers wait as standbys.
 func (w *Worker) Run(ctx context.Context) error {
 	if w.webhook != nil {
 		go w.webhook.run(ctx)
 	}
+	holder := events.NewID()
 	for {
-		err := w.session(ctx)
+		lease, err := bus.Acquire(ctx, w.js, w.cfg.Durable, holder, w.cfg.LeaseTTL)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			w.log.Warn().Err(err).Msg("security worker lease")
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(time.Second):
+			}
+			continue
+		}
+		w.log.Info().Msg("security worker active")
+		err = w.session(lease.Context())
+		lease.Release()
 		if ctx.Err() != nil {
 			return nil
 		}

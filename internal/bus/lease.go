@@ -1,0 +1,91 @@
+package bus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// LeaseBucket is the key-value bucket that holds leases.
+const LeaseBucket = "MEDIANEST_LEASES"
+
+// Lease is held by one process at a time, so that a component that must
+// see every event (the security worker's detections) runs once per
+// cluster while standbys wait to take over.
+type Lease struct {
+	ctx    context.Context
+	cancel context.CancelFunc
+	kv     jetstream.KeyValue
+	key    string
+	done   chan struct{}
+}
+
+// Acquire blocks until this holder owns the lease name or ctx is done.
+// The lease lapses ttl after its holder stops renewing it (a crash); the
+// returned lease's Context ends when it is lost.
+func Acquire(ctx context.Context, js jetstream.JetStream, name, holder string, ttl time.Duration) (*Lease, error) {
+	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket: LeaseBucket, Description: "MediaNest component leases", TTL: ttl, History: 1, Storage: jetstream.FileStorage,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("lease bucket: %w", err)
+	}
+	for {
+		rev, err := kv.Create(ctx, name, []byte(holder))
+		if err == nil {
+			l := &Lease{kv: kv, key: name, done: make(chan struct{})}
+			l.ctx, l.cancel = context.WithCancel(ctx)
+			go l.renew(rev, holder, ttl)
+			return l, nil
+		}
+		if !errors.Is(err, jetstream.ErrKeyExists) {
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			// A deleted key keeps a tombstone that Create may trip on:
+			// retry after a short wait either way.
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(ttl / 4):
+		}
+	}
+}
+
+func (l *Lease) renew(rev uint64, holder string, ttl time.Duration) {
+	defer close(l.done)
+	t := time.NewTicker(ttl / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-l.ctx.Done():
+			return
+		case <-t.C:
+			ctx, cancel := context.WithTimeout(context.Background(), ttl/3)
+			next, err := l.kv.Update(ctx, l.key, []byte(holder), rev)
+			cancel()
+			if err != nil {
+				l.cancel() // lost: someone else may hold it now
+				return
+			}
+			rev = next
+		}
+	}
+}
+
+// Context ends when the lease is lost or released.
+func (l *Lease) Context() context.Context { return l.ctx }
+
+// Release gives the lease up at once, so a standby takes over without
+// waiting for it to lapse.
+func (l *Lease) Release() {
+	l.cancel()
+	<-l.done
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_ = l.kv.Delete(ctx, l.key)
+}
