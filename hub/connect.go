@@ -101,6 +101,10 @@ func (n *Node) onOpen(c *socketio.Conn, r *http.Request) {
 		n.log.Info().Str("ip", ci.ip).Str("origin", origin).Msg("origin not allowed")
 		n.sec.emit(events.SecOriginRejected, "ip:"+ci.ip, events.SecurityData{IP: ci.ip, Origin: origin})
 	}
+	if ci.blocked || ci.limited || !ci.originOK {
+		// Refused at the first CONNECT; do not let it idle until then.
+		c.SetConnectTimeout(5 * time.Second)
+	}
 	c.Data = ci
 }
 
@@ -180,10 +184,14 @@ func (n *Node) middleware(p *Policy) func(*socketio.Socket, json.RawMessage) err
 				st.auth.Store(as)
 			default:
 				code := errorCode(err)
-				n.authFailed(ci.ip, p.Namespace, code, auth.UnverifiedSubject(token), err)
-				if !p.Anonymous() {
-					return refusal(MsgAuthFailed, code, false)
+				if p.Anonymous() {
+					// An invalid token is ignored here (a stale cookie, say):
+					// not a failed authentication.
+					n.log.Debug().Str("ip", ci.ip).Str("code", code).Msg("ignoring an invalid token on an open namespace")
+					break
 				}
+				n.authFailed(ci.ip, p.Namespace, code, auth.UnverifiedSubject(token), err)
+				return refusal(MsgAuthFailed, code, false)
 			}
 		}
 		id := st.identity()
@@ -212,15 +220,15 @@ func (n *Node) middleware(p *Policy) func(*socketio.Socket, json.RawMessage) err
 
 // guard applies the per-socket event rate. A socket that keeps sending
 // after being refused a whole limit's worth of events is disconnected.
-func (n *Node) guard(s *socketio.Socket, event string) bool {
+func (n *Node) guard(s *socketio.Socket, event string) json.RawMessage {
 	st := stateOf(s)
 	if st == nil {
-		return false
+		return rateLimitedAck
 	}
 	n.metrics.eventsIn.WithLabelValues(s.Namespace().Name()).Inc()
 	if st.limiter.Allow() {
 		st.refused.Store(0)
-		return true
+		return nil
 	}
 	n.metrics.rateLimited.WithLabelValues("events").Inc()
 	refused := st.refused.Add(1)
@@ -231,14 +239,16 @@ func (n *Node) guard(s *socketio.Socket, event string) bool {
 		}
 		n.sec.emit(events.SecRateLimited, "ip:"+st.ip, data)
 	}
-	s.Emit("error", map[string]string{"message": MsgRateLimited, "code": CodeRateLimited})
+	s.Emit("error", rateLimitedAck)
 	if int(refused) >= n.cfg.EventsPerMinute {
 		n.log.Warn().Str("ip", st.ip).Str("socket", s.ID()).Str("event", event).Msg("disconnecting a flooding socket")
-		s.Emit("server:disconnect", map[string]string{"reason": "rate limit exceeded", "code": CodeRateLimited})
-		s.Disconnect()
+		n.kick(s, "rate limit exceeded", CodeRateLimited)
 	}
-	return false
+	return rateLimitedAck
 }
+
+// rateLimitedAck is the error event and ack payload of a refused event.
+var rateLimitedAck = json.RawMessage(`{"message":"Rate limit exceeded","code":"rate_limited"}`)
 
 func (n *Node) setupNamespace(nsp *socketio.Namespace, p Policy) {
 	pol := p
@@ -253,6 +263,12 @@ func (n *Node) setupNamespace(nsp *socketio.Namespace, p Policy) {
 		if id != nil {
 			n.trackUser(id.UserID, 1)
 			n.scheduleExpiry(s, st)
+			// A revocation applied while this socket was being admitted
+			// may have missed it: look again now that it is reachable.
+			if !n.sessions.Valid(id, st.sessionID(), time.Now()) {
+				n.kick(s, "session revoked", auth.CodeSessionRevoked)
+				return
+			}
 		}
 		if pol.Has(FeatureWelcome) && id != nil {
 			s.Emit("welcome", map[string]any{

@@ -121,9 +121,17 @@ func (n *Node) roomArg(s *socketio.Socket, args []json.RawMessage, ack socketio.
 	return id, true
 }
 
+// maxMediaRooms bounds the media rooms one socket may be in, so one
+// media-status cannot fan out to thousands of rooms.
+const maxMediaRooms = 32
+
 func (n *Node) onJoinMediaRoom(s *socketio.Socket, args []json.RawMessage, ack socketio.Ack) {
 	id, ok := n.roomArg(s, args, ack)
 	if !ok {
+		return
+	}
+	if !s.In(mediaRoom+id) && mediaRoomCount(s) >= maxMediaRooms {
+		n.clientError(s, ack, "Too many media rooms", "too_many_rooms")
 		return
 	}
 	s.Join(mediaRoom + id)
@@ -178,9 +186,8 @@ func (n *Node) onMediaStatus(s *socketio.Socket, args []json.RawMessage, ack soc
 	data := marshal(m)
 	now := time.Now()
 	frame := protocol.AppendEvent(nil, s.Namespace().Name(), protocol.NoID, "media-status", data)
-	delivered := 0
+	delivered := s.Namespace().BroadcastFrameRooms(rooms, frame, s.ID())
 	for _, room := range rooms {
-		delivered += s.Namespace().BroadcastFrame(room, frame, s.ID())
 		n.publishEmit(s.Namespace().Name(), room, events.EmitMessage{
 			Event: "media-status", Data: data, Except: []string{s.ID()}, Node: n.cfg.NodeID, TS: now.UnixNano(),
 		})
@@ -189,6 +196,16 @@ func (n *Node) onMediaStatus(s *socketio.Socket, args []json.RawMessage, ack soc
 	if ack != nil {
 		ack(marshal(map[string]any{"ok": true, "rooms": len(rooms)}))
 	}
+}
+
+func mediaRoomCount(s *socketio.Socket) int {
+	c := 0
+	for _, r := range s.Rooms() {
+		if strings.HasPrefix(r, mediaRoom) {
+			c++
+		}
+	}
+	return c
 }
 
 func (n *Node) onUsersConnected(s *socketio.Socket, _ []json.RawMessage, ack socketio.Ack) {
@@ -211,7 +228,7 @@ func (n *Node) onUserDisconnect(s *socketio.Socket, args []json.RawMessage, ack 
 		ctx, cancel := context.WithTimeout(context.Background(), n.cfg.ClusterTimeout*2)
 		defer cancel()
 		count, nodes := n.clusterOp(ctx, events.CtlDisconnect, events.CtlMessage{UserID: userID, Reason: "disconnected by an administrator"})
-		n.audit(ctx, actor, "user.disconnect", userID, map[string]int{"sockets": count, "nodes": nodes})
+		n.audit(context.Background(), actor, "user.disconnect", userID, map[string]int{"sockets": count, "nodes": nodes})
 		reply(s, ack, "admin:user:disconnect", map[string]any{"ok": true, "userId": userID, "disconnected": count, "nodes": nodes})
 	}()
 }
@@ -222,6 +239,9 @@ func (n *Node) audit(ctx context.Context, actor, action, target string, result a
 	if n.auditor == nil {
 		return
 	}
+	// The record must not depend on what is left of the caller's deadline.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
 	if err := n.auditor.Audit(ctx, actor, action, target, res); err != nil {
 		n.log.Error().Err(err).Str("action", action).Msg("audit record not stored")
 	}

@@ -279,9 +279,7 @@ func (n *Node) Start(ctx context.Context) error {
 		n.unsubscribe()
 		return fmt.Errorf("hub: flush subscriptions: %w", err)
 	}
-	if n.sec != nil {
-		go n.sec.run()
-	}
+	n.sec.start()
 	if err := n.consumeSessions(ctx); err != nil {
 		n.unsubscribe()
 		return err

@@ -35,7 +35,10 @@ type secPublisher struct {
 	dropped  atomic.Uint64
 	lastWarn atomic.Int64
 	done     chan struct{}
-	closeOne sync.Once
+
+	mu      sync.RWMutex // guards the queue against emit after close
+	started bool
+	closed  bool
 
 	published, failed, lost func()
 }
@@ -61,6 +64,11 @@ func (p *secPublisher) emit(name, subject string, data events.SecurityData) {
 	if p == nil {
 		return
 	}
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	if p.closed {
+		return
+	}
 	select {
 	case p.queue <- secEvent{id: events.NewID(), name: name, at: time.Now().UTC(), subj: subject, data: data}:
 	default:
@@ -73,6 +81,20 @@ func (p *secPublisher) emit(name, subject string, data events.SecurityData) {
 			p.log.Warn().Uint64("dropped_total", p.dropped.Load()).Msg("security event queue full; events dropped")
 		}
 	}
+}
+
+// start runs the publishing goroutine.
+func (p *secPublisher) start() {
+	if p == nil {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.started || p.closed {
+		return
+	}
+	p.started = true
+	go p.run()
 }
 
 func (p *secPublisher) run() {
@@ -102,7 +124,16 @@ func (p *secPublisher) close(ctx context.Context) {
 	if p == nil {
 		return
 	}
-	p.closeOne.Do(func() { close(p.queue) })
+	p.mu.Lock()
+	wasOpen, started := !p.closed, p.started
+	p.closed = true
+	if wasOpen {
+		close(p.queue)
+	}
+	p.mu.Unlock()
+	if !started {
+		return
+	}
 	select {
 	case <-p.done:
 	case <-ctx.Done():

@@ -157,6 +157,12 @@ func (n *Node) onRefresh(s *socketio.Socket, args []json.RawMessage, ack socketi
 	leaveIdentityRooms(s, cur)
 	joinIdentityRooms(s, next)
 	n.scheduleExpiry(s, st)
+	if !n.sessions.Valid(next.id, next.sessionID, time.Now()) {
+		// Revoked while the refresh was being checked.
+		fail(auth.CodeSessionRevoked, "Authentication failed")
+		n.kick(s, "session revoked", auth.CodeSessionRevoked)
+		return
+	}
 	n.metrics.refreshes.WithLabelValues("ok").Inc()
 	res := map[string]any{"ok": true, "expires_at": next.id.ExpiresAt.UTC().Format(time.RFC3339)}
 	if ack != nil {

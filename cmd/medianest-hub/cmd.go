@@ -86,6 +86,9 @@ func newTokenCmd(lookup config.LookupFunc) *cobra.Command {
 				return fmt.Errorf("invalid configuration:\n%w", err)
 			}
 			o.Issuer, o.Audience = cfg.JWTIssuer, cfg.JWTAudience
+			if o.TTL > cfg.TokenMaxLifetime {
+				return fmt.Errorf("--ttl %s is longer than MEDIANEST_TOKEN_MAX_LIFETIME (%s): the hub would refuse the token", o.TTL, cfg.TokenMaxLifetime)
+			}
 			for _, r := range strings.Split(role, ",") {
 				if r = strings.TrimSpace(r); r != "" {
 					o.Roles = append(o.Roles, r)

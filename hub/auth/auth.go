@@ -91,6 +91,10 @@ type Config struct {
 	Audience string
 	// Leeway is the clock skew allowed on exp, nbf and iat; zero means 30s.
 	Leeway time.Duration
+	// MaxLifetime, when set, refuses tokens valid for longer (exp - iat, or
+	// exp - now without iat). Revocations are kept this long, so a longer
+	// token would outlive its revocation.
+	MaxLifetime time.Duration
 }
 
 // Verifier checks tokens.
@@ -140,6 +144,15 @@ func (v *Verifier) Verify(token string) (*Identity, error) {
 		return nil, &Error{Code: CodeTokenInvalid, Cause: err}
 	}
 	id := claims.identity()
+	if max := v.cfg.MaxLifetime; max > 0 {
+		from := id.IssuedAt
+		if from.IsZero() {
+			from = time.Now()
+		}
+		if id.ExpiresAt.Sub(from) > max+v.cfg.Leeway {
+			return nil, &Error{Code: CodeTokenInvalid, Cause: fmt.Errorf("token lifetime %s exceeds the maximum %s", id.ExpiresAt.Sub(from).Round(time.Second), max)}
+		}
+	}
 	if id.UserID == "" {
 		return nil, &Error{Code: CodeTokenInvalid, Cause: errors.New("token has no sub or userId")}
 	}

@@ -140,6 +140,32 @@ func TestVerifyAccepts(t *testing.T) {
 	}
 }
 
+func TestMaxLifetime(t *testing.T) {
+	now := time.Now()
+	v, err := NewVerifier(Config{Secret: secret, Issuer: "medianest", Audience: "medianest-users", MaxLifetime: 24 * time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name   string
+		claims jwt.MapClaims
+		ok     bool
+	}{
+		{"one day", with(good(now), "exp", now.Add(24*time.Hour).Unix()), true},
+		{"thirty days", with(good(now), "exp", now.Add(30*24*time.Hour).Unix()), false},
+		{"thirty days without iat", with(with(good(now), "iat", nil), "exp", now.Add(30*24*time.Hour).Unix()), false},
+		{"an hour without iat", with(with(good(now), "iat", nil), "exp", now.Add(time.Hour).Unix()), true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := v.Verify(sign(t, jwt.SigningMethodHS256, secret, tt.claims))
+			if (err == nil) != tt.ok {
+				t.Fatalf("err = %v, want ok=%v", err, tt.ok)
+			}
+		})
+	}
+}
+
 func TestMintRoundTrip(t *testing.T) {
 	v := newVerifier(t, nil)
 	tok, err := Mint(secret, MintOptions{UserID: "42", Roles: []string{"admin"}, SessionID: "s", Email: "a@b.c", Name: "Ann", JTI: "j1", Issuer: "medianest", Audience: "medianest-users", TTL: time.Minute})

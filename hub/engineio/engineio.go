@@ -156,6 +156,10 @@ func writeError(w http.ResponseWriter, status, code int, msg string) {
 
 // ServeHTTP accepts Engine.IO v4 WebSocket connections.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	// Counted before the closing check, so Shutdown waits for every
+	// connection that got past it.
+	s.wg.Add(1)
+	defer s.wg.Done()
 	q := r.URL.Query()
 	switch {
 	case s.closing.Load():
@@ -180,8 +184,6 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	c := &Conn{id: newSID(), srv: s}
 	hw := &hijackRecorder{ResponseWriter: w, conn: c}
-	s.wg.Add(1)
-	defer s.wg.Done()
 	c.req = r
 	if err := s.m.HandleRequestWithKeys(hw, r, map[string]any{connKey: c}); err != nil {
 		if !errors.Is(err, melody.ErrClosed) {

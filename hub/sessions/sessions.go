@@ -161,6 +161,22 @@ func (c *Cache) Check(ctx context.Context, id *auth.Identity, now time.Time) (st
 	return rec.ID, nil
 }
 
+// Valid reports whether credentials admitted earlier are still good at
+// now: not revoked and, in strict mode, their session not ended or revoked
+// as far as the cache knows.
+func (c *Cache) Valid(id *auth.Identity, sessionID string, now time.Time) bool {
+	if c.revoked(id, sessionID, now) {
+		return false
+	}
+	if c.mode != Strict || sessionID == "" {
+		return true
+	}
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	rec := c.sessions[sessionID]
+	return rec == nil || (!rec.Ended && !rec.Revoked)
+}
+
 // Revoked reports whether a verified identity is revoked, without asking
 // for its session (the admin API's service tokens have none).
 func (c *Cache) Revoked(id *auth.Identity, now time.Time) bool {

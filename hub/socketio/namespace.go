@@ -191,6 +191,32 @@ func (ns *Namespace) BroadcastFrame(room string, frame []byte, except ...string)
 	return n
 }
 
+// BroadcastFrameRooms writes a prepared frame once to every socket in any
+// of the rooms, except the listed sockets.
+func (ns *Namespace) BroadcastFrameRooms(rooms []string, frame []byte, except ...string) int {
+	if len(rooms) == 1 {
+		return ns.BroadcastFrame(rooms[0], frame, except...)
+	}
+	seen := make(map[*Socket]struct{})
+	for _, room := range rooms {
+		for _, s := range ns.RoomSockets(room) {
+			seen[s] = struct{}{}
+		}
+	}
+	n := 0
+	for s := range seen {
+		skip := false
+		for _, id := range except {
+			skip = skip || s.id == id
+		}
+		if !skip && s.conn.send(frame) {
+			n++
+		}
+	}
+	ns.srv.stats.BroadcastFrames.Add(1)
+	return n
+}
+
 // EmitTo encodes an event once and broadcasts it to a room ("" = all).
 func (ns *Namespace) EmitTo(room, event string, args ...any) (int, error) {
 	raw, err := marshalArgs(args)

@@ -71,9 +71,17 @@ type Server struct {
 	// OnClose, if set, is called when a connection is gone, after its
 	// sockets were disconnected.
 	OnClose func(c *Conn, reason string)
-	// Guard, if set, is called before each client event is dispatched; an
-	// event it refuses is dropped (the guard tells the client why).
-	Guard func(s *Socket, event string) bool
+	// Guard, if set, is called before each client event is dispatched. It
+	// returns nil to let the event through, or the ack payload that answers
+	// a refused event whose client asked for an ack.
+	Guard func(s *Socket, event string) json.RawMessage
+
+	// ConnectTimeout closes a connection that holds no socket this long
+	// after it opened (default 45s, as Socket.io).
+	ConnectTimeout time.Duration
+	// MaxConnectFailures closes a connection after this many refused
+	// CONNECTs (default 5), so one connection cannot try tokens forever.
+	MaxConnectFailures int
 }
 
 // NewServer returns a Server with the given transport configuration.
@@ -133,6 +141,11 @@ func (h *eioHandler) Open(ec *engineio.Conn, r *http.Request) {
 	s := (*Server)(h)
 	c := &Conn{eio: ec, srv: s, sockets: make(map[string]*Socket, 1)}
 	ec.Data = c
+	timeout := s.ConnectTimeout
+	if timeout <= 0 {
+		timeout = 45 * time.Second
+	}
+	c.idle = time.AfterFunc(timeout, c.closeIfIdle)
 	if s.OnOpen != nil {
 		s.OnOpen(c, r)
 	}
@@ -172,6 +185,7 @@ func (h *eioHandler) Close(ec *engineio.Conn, reason string) {
 	if c == nil {
 		return
 	}
+	c.idle.Stop()
 	for _, sock := range c.takeSockets() {
 		sock.ns.remove(sock, reason)
 	}
@@ -188,8 +202,11 @@ type Conn struct {
 	mu      sync.Mutex
 	sockets map[string]*Socket
 
-	// pendingBinary is touched only by the reader goroutine.
+	// pendingBinary and failures are touched only by the reader goroutine.
 	pendingBinary int
+	failures      int
+
+	idle *time.Timer // closes the connection while it holds no socket
 
 	// Data is the application's state for the connection; set it in OnOpen.
 	Data any
@@ -200,6 +217,19 @@ func (c *Conn) ID() string { return c.eio.ID() }
 
 // Transport returns the underlying Engine.IO connection.
 func (c *Conn) Transport() *engineio.Conn { return c.eio }
+
+// SetConnectTimeout closes the connection d from now unless it holds a
+// socket then.
+func (c *Conn) SetConnectTimeout(d time.Duration) { c.idle.Reset(d) }
+
+func (c *Conn) closeIfIdle() {
+	c.mu.Lock()
+	idle := len(c.sockets) == 0
+	c.mu.Unlock()
+	if idle {
+		c.eio.Close("connect timeout")
+	}
+}
 
 // Close closes the connection and every socket on it.
 func (c *Conn) Close(reason string) { c.eio.Close(reason) }
@@ -287,10 +317,12 @@ func (c *Conn) handle(data []byte) {
 		c.pendingBinary = p.Attachments
 		c.srv.stats.BinaryRefused.Add(1)
 		if s := c.socket(p.Namespace); s != nil {
-			s.Emit("error", map[string]string{
-				"message": "Binary attachments are not supported",
-				"code":    "binary_unsupported",
-			})
+			refusal := map[string]string{"message": "Binary attachments are not supported", "code": "binary_unsupported"}
+			s.Emit("error", refusal)
+			if p.Type == protocol.BinaryEvent && p.ID != protocol.NoID {
+				b, _ := json.Marshal(refusal)
+				c.send(protocol.AppendAck(nil, p.Namespace, p.ID, b))
+			}
 		}
 	default: // CONNECT_ERROR is server-to-client only
 		c.protocolError(errors.New("client sent " + p.Type.String()))
@@ -317,7 +349,12 @@ func (c *Conn) connect(p protocol.Packet) {
 			}
 			s.leaveAll()
 			c.send(protocol.ConnectErrorFrame(p.Namespace, protocol.ConnectErrorPayload{Message: ce.Message, Data: ce.Data}))
-			if ce.CloseConn {
+			c.failures++
+			limit := c.srv.MaxConnectFailures
+			if limit <= 0 {
+				limit = 5
+			}
+			if ce.CloseConn || c.failures >= limit {
 				c.eio.Close(engineio.ReasonServerClose)
 			}
 			return

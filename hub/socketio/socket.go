@@ -18,6 +18,7 @@ type Socket struct {
 
 	mu      sync.Mutex
 	rooms   map[string]struct{}
+	removed bool // left its namespace (or was refused): joins are ignored
 	acks    map[int64]*ackWaiter
 	nextAck int64
 
@@ -38,29 +39,41 @@ func (s *Socket) Conn() *Conn { return s.conn }
 // Connected reports whether the socket is still in its namespace.
 func (s *Socket) Connected() bool { return s.connected.Load() }
 
-// Join adds the socket to a room.
+// Join adds the socket to a room. A socket that has left its namespace
+// joins nothing. The room registry is updated under the socket's lock
+// (lock order: socket, then room shard), so concurrent joins and leaves
+// of one socket cannot leave it behind in a room.
 func (s *Socket) Join(room string) {
 	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.removed {
+		return
+	}
 	if s.rooms == nil {
 		s.rooms = make(map[string]struct{}, 4)
 	}
-	_, had := s.rooms[room]
-	s.rooms[room] = struct{}{}
-	s.mu.Unlock()
-	if !had {
-		s.ns.join(s, room)
+	if _, had := s.rooms[room]; had {
+		return
 	}
+	s.rooms[room] = struct{}{}
+	s.ns.join(s, room)
 }
 
 // Leave removes the socket from a room.
 func (s *Socket) Leave(room string) {
 	s.mu.Lock()
-	_, had := s.rooms[room]
-	delete(s.rooms, room)
-	s.mu.Unlock()
-	if had {
+	defer s.mu.Unlock()
+	if _, had := s.rooms[room]; had {
+		delete(s.rooms, room)
 		s.ns.leave(s, room)
 	}
+}
+
+// RoomCount is the number of rooms the socket is in.
+func (s *Socket) RoomCount() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.rooms)
 }
 
 // In reports whether the socket is in a room.
@@ -82,14 +95,15 @@ func (s *Socket) Rooms() []string {
 	return out
 }
 
+// leaveAll takes the socket out of every room for good.
 func (s *Socket) leaveAll() {
 	s.mu.Lock()
-	rooms := s.rooms
-	s.rooms = nil
-	s.mu.Unlock()
-	for r := range rooms {
+	defer s.mu.Unlock()
+	s.removed = true
+	for r := range s.rooms {
 		s.ns.leave(s, r)
 	}
+	s.rooms = nil
 }
 
 // Emit sends an event to this socket. Each arg is marshalled to JSON (a
@@ -183,8 +197,13 @@ func (s *Socket) dispatch(event string, args []json.RawMessage, id int64) {
 			}
 		}
 	}
-	if g := s.ns.srv.Guard; g != nil && !g(s, event) {
-		return
+	if g := s.ns.srv.Guard; g != nil {
+		if refusal := g(s, event); refusal != nil {
+			if ack != nil {
+				ack(refusal)
+			}
+			return
+		}
 	}
 	if h := s.ns.handlers[event]; h != nil {
 		h(s, args, ack)

@@ -219,3 +219,62 @@ func TestMiddlewareRefusalAndPanic(t *testing.T) {
 	c2.send("40/locked,")
 	c2.read()
 }
+
+func TestIdleAndFailingConnectionsAreClosed(t *testing.T) {
+	url := newTestServer(t, func(s *Server) {
+		s.ConnectTimeout = 100 * time.Millisecond
+		s.MaxConnectFailures = 3
+		s.Of("/locked").Middleware = func(*Socket, json.RawMessage) error { return &ConnectError{Message: "nope"} }
+		s.Of("/open")
+	})
+	t.Run("no CONNECT within the timeout", func(t *testing.T) {
+		c := dial(t, url)
+		_ = c.ws.SetReadDeadline(time.Now().Add(5 * time.Second))
+		for {
+			if _, _, err := c.ws.ReadMessage(); err != nil {
+				return // closed
+			}
+		}
+	})
+	t.Run("a connected socket keeps the connection", func(t *testing.T) {
+		c := dial(t, url)
+		c.send("40/open,")
+		c.read()
+		_ = c.ws.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+		if _, _, err := c.ws.ReadMessage(); err == nil || websocket.IsCloseError(err) || !strings.Contains(err.Error(), "timeout") {
+			t.Fatalf("expected a read timeout on an open connection, got %v", err)
+		}
+	})
+	t.Run("too many refused CONNECTs", func(t *testing.T) {
+		c := dial(t, url)
+		for range 3 {
+			c.send("40/locked,")
+			if m := c.read(); !strings.HasPrefix(m, "44/locked,") {
+				t.Fatalf("got %q", m)
+			}
+		}
+		_ = c.ws.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, _, err := c.ws.ReadMessage(); !websocket.IsCloseError(err, websocket.CloseNormalClosure) {
+			t.Fatalf("after three refusals: %v", err)
+		}
+	})
+}
+
+func TestJoinAfterDisconnectIsIgnored(t *testing.T) {
+	ready := make(chan *Socket, 1)
+	var ns *Namespace
+	url := newTestServer(t, func(s *Server) {
+		ns = s.Of("/")
+		ns.OnConnect = func(sock *Socket) { ready <- sock }
+	})
+	c := dial(t, url)
+	c.send("40")
+	c.read()
+	sock := <-ready
+	sock.Join("a")
+	sock.Disconnect()
+	sock.Join("b") // a late join, say from a control message
+	if ns.RoomLen("a") != 0 || ns.RoomLen("b") != 0 || sock.RoomCount() != 0 {
+		t.Fatalf("rooms after disconnect: a=%d b=%d own=%d", ns.RoomLen("a"), ns.RoomLen("b"), sock.RoomCount())
+	}
+}

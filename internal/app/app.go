@@ -123,6 +123,7 @@ func (a *App) init(ctx context.Context, o Options) (err error) {
 	if cfg.Runs(config.ComponentSessionWorker) {
 		w := sessionworker.New(sessionworker.Config{
 			Prefix: cfg.SubjectPrefix, TokenMaxLifetime: cfg.TokenMaxLifetime, CleanupInterval: cfg.CleanupInterval,
+			ProcessedRetention: cfg.EventsMaxAge,
 		}, a.nc, a.js, a.store, validator, a.log, a.reg)
 		a.startWorker("session", w.Run)
 	}
@@ -159,6 +160,7 @@ func (a *App) init(ctx context.Context, o Options) (err error) {
 	}
 	verifier, err := auth.NewVerifier(auth.Config{
 		Secret: []byte(cfg.JWTSecret), PreviousSecret: prev, Issuer: cfg.JWTIssuer, Audience: cfg.JWTAudience,
+		MaxLifetime: cfg.TokenMaxLifetime,
 	})
 	if err != nil {
 		return err

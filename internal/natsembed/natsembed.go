@@ -53,7 +53,9 @@ func Start(o Options) (*server.Server, error) {
 			return nil, fmt.Errorf("natsembed: listen %q: bad port: %w", o.Listen, err)
 		}
 		if host == "" {
-			host = "0.0.0.0"
+			// The embedded server has no authentication: listen on
+			// loopback unless an address is named explicitly.
+			host = "127.0.0.1"
 		}
 		opts.Host, opts.Port = host, p
 	}

@@ -113,34 +113,45 @@ func RefreshSession(ctx context.Context, db bun.IDB, id string, expiresAt time.T
 	return n > 0, nil
 }
 
-// EndSession marks a session logged out.
-func EndSession(ctx context.Context, db bun.IDB, id string, at time.Time) error {
-	_, err := db.NewUpdate().Model((*Session)(nil)).Set("ended_at = ?", at.UTC()).
-		Where("id = ?", id).Where("ended_at IS NULL").Exec(ctx)
+// EndSession marks a session logged out. A session not seen yet gets a
+// tombstone that keeps it ended when its session.created arrives late;
+// until is when the tombstone may be cleaned up.
+func EndSession(ctx context.Context, db bun.IDB, id string, at, until time.Time) error {
+	tomb := &Session{ID: id, CreatedAt: at.UTC(), ExpiresAt: until.UTC(), EndedAt: bun.NullTime{Time: at.UTC()}}
+	_, err := db.NewInsert().Model(tomb).
+		On("CONFLICT (id) DO UPDATE").
+		Set("ended_at = COALESCE(session.ended_at, EXCLUDED.ended_at)").
+		Exec(ctx)
 	if err != nil {
 		return fmt.Errorf("store: end session %s: %w", id, err)
 	}
 	return nil
 }
 
-// Revoke records a revocation (the latest wins) and, for a session, marks
-// the session revoked.
+// Revoke records a revocation and, for a session, marks the session
+// revoked (with a tombstone if it is not known yet). Of two revocations of
+// the same target the later one wins, whatever order they are applied in.
 func Revoke(ctx context.Context, db bun.IDB, r *Revocation) error {
 	r.RevokedAt, r.ExpiresAt = r.RevokedAt.UTC(), r.ExpiresAt.UTC()
+	newer := "EXCLUDED.revoked_at >= revocation.revoked_at"
 	_, err := db.NewInsert().Model(r).
 		On("CONFLICT (kind, value) DO UPDATE").
-		Set("reason = EXCLUDED.reason").
-		Set("revoked_at = EXCLUDED.revoked_at").
-		Set("expires_at = EXCLUDED.expires_at").
-		Set("event_id = EXCLUDED.event_id").
+		Set("reason = CASE WHEN " + newer + " THEN EXCLUDED.reason ELSE revocation.reason END").
+		Set("event_id = CASE WHEN " + newer + " THEN EXCLUDED.event_id ELSE revocation.event_id END").
+		Set("revoked_at = CASE WHEN " + newer + " THEN EXCLUDED.revoked_at ELSE revocation.revoked_at END").
+		Set("expires_at = CASE WHEN EXCLUDED.expires_at > revocation.expires_at THEN EXCLUDED.expires_at ELSE revocation.expires_at END").
 		Exec(ctx)
 	if err != nil {
 		return fmt.Errorf("store: revoke %s %s: %w", r.Kind, r.Value, err)
 	}
 	if r.Kind == RevokeSession {
-		_, err = db.NewUpdate().Model((*Session)(nil)).
-			Set("revoked_at = ?", r.RevokedAt).Set("revoke_reason = ?", r.Reason).
-			Where("id = ?", r.Value).Exec(ctx)
+		tomb := &Session{ID: r.Value, CreatedAt: r.RevokedAt, ExpiresAt: r.ExpiresAt,
+			RevokedAt: bun.NullTime{Time: r.RevokedAt}, RevokeReason: r.Reason}
+		_, err = db.NewInsert().Model(tomb).
+			On("CONFLICT (id) DO UPDATE").
+			Set("revoked_at = COALESCE(session.revoked_at, EXCLUDED.revoked_at)").
+			Set("revoke_reason = CASE WHEN session.revoked_at IS NULL THEN EXCLUDED.revoke_reason ELSE session.revoke_reason END").
+			Exec(ctx)
 		if err != nil {
 			return fmt.Errorf("store: mark session %s revoked: %w", r.Value, err)
 		}
@@ -189,9 +200,11 @@ type CleanupResult struct {
 	Sessions, Revocations, ProcessedEvents int64
 }
 
-// Cleanup removes sessions expired (or ended) before now-keep, revocations
-// that no longer matter, and idempotency records older than keep.
-func (s *Store) Cleanup(ctx context.Context, now time.Time, keep time.Duration) (CleanupResult, error) {
+// Cleanup removes sessions expired before now-keep, revocations that no
+// longer matter, and idempotency records older than keepProcessed (which
+// must be at least the event streams' retention, so a replay of the stream
+// is still recognised).
+func (s *Store) Cleanup(ctx context.Context, now time.Time, keep, keepProcessed time.Duration) (CleanupResult, error) {
 	var r CleanupResult
 	cutoff := now.Add(-keep).UTC()
 	res, err := s.DB.NewDelete().Model((*Session)(nil)).Where("expires_at < ?", cutoff).Exec(ctx)
@@ -204,7 +217,7 @@ func (s *Store) Cleanup(ctx context.Context, now time.Time, keep time.Duration) 
 		return r, fmt.Errorf("store: clean revocations: %w", err)
 	}
 	r.Revocations, _ = res.RowsAffected()
-	res, err = s.DB.NewDelete().Model((*processedEvent)(nil)).Where("processed_at < ?", cutoff).Exec(ctx)
+	res, err = s.DB.NewDelete().Model((*processedEvent)(nil)).Where("processed_at < ?", now.Add(-keepProcessed).UTC()).Exec(ctx)
 	if err != nil {
 		return r, fmt.Errorf("store: clean processed events: %w", err)
 	}

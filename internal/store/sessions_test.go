@@ -110,11 +110,41 @@ func TestSessionsAndRevocations(t *testing.T) {
 				t.Fatalf("active revocations = %+v", mine)
 			}
 
-			if err := EndSession(ctx, s.DB, id, now); err != nil {
+			if err := EndSession(ctx, s.DB, id, now, now.Add(time.Hour)); err != nil {
 				t.Fatal(err)
 			}
+			// An older revocation applied late does not undo a newer one.
+			if err := Revoke(ctx, s.DB, &Revocation{Kind: RevokeUser, Value: "u-" + uniq, Reason: "stale", RevokedAt: now.Add(-time.Hour), ExpiresAt: now.Add(-time.Minute), EventID: "e0"}); err != nil {
+				t.Fatal(err)
+			}
+			revs, _ = s.ActiveRevocations(ctx, now)
+			kept := false
+			for _, r := range revs {
+				kept = kept || (r.Value == "u-"+uniq && r.Reason == "second" && r.EventID == "e3")
+			}
+			if !kept {
+				t.Fatalf("a stale revocation overwrote a newer one: %+v", revs)
+			}
+			// Ended or revoked before it was created, a session stays so.
+			for _, early := range []string{"ended-" + uniq, "revoked-" + uniq} {
+				if early[0] == 'e' {
+					err = EndSession(ctx, s.DB, early, now, now.Add(time.Hour))
+				} else {
+					err = Revoke(ctx, s.DB, &Revocation{Kind: RevokeSession, Value: early, Reason: "early", RevokedAt: now, ExpiresAt: now.Add(time.Hour), EventID: "e5"})
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := UpsertSession(ctx, s.DB, &Session{ID: early, UserID: "late", ExpiresAt: now.Add(time.Hour)}); err != nil {
+					t.Fatal(err)
+				}
+				got, err := s.SessionByID(ctx, early)
+				if err != nil || got == nil || got.Active(now) || got.UserID != "late" {
+					t.Fatalf("%s after a late created = %+v, %v", early, got, err)
+				}
+			}
 			// Cleanup removes what no longer matters.
-			res, err := s.Cleanup(ctx, now.Add(3*time.Hour), time.Minute)
+			res, err := s.Cleanup(ctx, now.Add(3*time.Hour), time.Minute, time.Minute)
 			if err != nil {
 				t.Fatal(err)
 			}

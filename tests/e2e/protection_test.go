@@ -98,6 +98,14 @@ func TestEventRateLimit(t *testing.T) {
 		t.Fatalf("error = %+v", e)
 	}
 	d.ExpectNone("m", "event", "pong", 100*time.Millisecond)
+	// A refused event that asked for an ack is answered, not left hanging.
+	ack := d.EmitAck("m", "ping")
+	var refused errPayload
+	ack.Arg(t, 0, &refused)
+	if refused.Code != "rate_limited" {
+		t.Fatalf("ack of a refused event = %s", ack.Args)
+	}
+	d.Expect("m", "event", "error")
 	// A socket that keeps flooding is disconnected.
 	for range 10 {
 		d.Emit("m", "ping")

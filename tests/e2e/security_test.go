@@ -23,6 +23,7 @@ import (
 func behindProxy(blockFor time.Duration) func(*config.Config) {
 	return func(c *config.Config) {
 		c.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}
+		c.SecurityBlockIPs = true
 		c.SecurityBlockFor = blockFor
 	}
 }

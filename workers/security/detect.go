@@ -168,8 +168,12 @@ func (d *Detector) Observe(o Observation) []*Alert {
 	ds := o.Data
 	switch o.Name {
 	case events.SecAuthFailed:
-		if ds.IP != "" {
+		// An expired token is what a returning browser presents, not a
+		// guess: it does not count toward brute force.
+		if ds.IP != "" && ds.Code != "token_expired" {
 			add(d.count(RuleBruteForce, d.rules.BruteForce, "ip:"+ds.IP, o, ""))
+		}
+		if ds.IP != "" {
 			if ds.UserID != "" {
 				add(d.count(RuleCredentialStuffing, d.rules.CredentialStuffing, "ip:"+ds.IP, o, ds.UserID))
 			}

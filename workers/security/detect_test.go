@@ -53,6 +53,13 @@ func TestDetections(t *testing.T) {
 			}
 			return out
 		}, RuleBruteForce, "ip:1.2.3.4", 2, 10},
+		{"brute force: expired tokens are not guesses", func() []Observation {
+			var out []Observation
+			for i := range 12 {
+				out = append(out, obs(i, events.SecAuthFailed, t0.Add(time.Duration(i)*time.Second), events.SecurityData{IP: "1.2.3.4", Code: "token_expired"}))
+			}
+			return out
+		}, RuleBruteForce, "", 0, 0},
 		{"credential stuffing: 5 distinct users from one IP", func() []Observation {
 			var out []Observation
 			for i := range 6 {

@@ -46,6 +46,9 @@ type Config struct {
 	ClusterTimeout time.Duration
 	// MaxBackoff caps the redelivery delay after a failure; default 30s.
 	MaxBackoff time.Duration
+	// ProcessedRetention is how long applied event ids are remembered; it
+	// must cover the session stream's retention. Default 7 days.
+	ProcessedRetention time.Duration
 	// Source names the worker in the events it publishes.
 	Source string
 }
@@ -71,6 +74,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.MaxBackoff <= 0 {
 		c.MaxBackoff = 30 * time.Second
+	}
+	if c.ProcessedRetention <= 0 {
+		c.ProcessedRetention = 7 * 24 * time.Hour
 	}
 	if c.Source == "" {
 		c.Source = "medianest-session-worker"
@@ -258,7 +264,7 @@ func (w *Worker) apply(ctx context.Context, tx bun.Tx, typ string, ev events.Eve
 		if err := json.Unmarshal(ev.Data, &d); err != nil {
 			return err
 		}
-		return store.EndSession(ctx, tx, d.SessionID, ev.Time)
+		return store.EndSession(ctx, tx, d.SessionID, ev.Time, ev.Time.Add(w.cfg.TokenMaxLifetime))
 	case events.TypeName(events.DomainSession, events.SessionRevoked):
 		var d events.SessionRevokedData
 		if err := json.Unmarshal(ev.Data, &d); err != nil {
@@ -374,7 +380,7 @@ func (w *Worker) cleanupLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case now := <-t.C:
-			res, err := w.store.Cleanup(ctx, now, w.cfg.TokenMaxLifetime)
+			res, err := w.store.Cleanup(ctx, now, w.cfg.TokenMaxLifetime, w.cfg.ProcessedRetention)
 			if err != nil {
 				w.log.Warn().Err(err).Msg("cleanup failed")
 				continue
