@@ -1,6 +1,7 @@
 package schema
 
 import (
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
@@ -39,6 +40,14 @@ func TestValidate(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			// The fast path agrees with the full validation.
+			var env Envelope
+			if json.Unmarshal([]byte(tt.raw), &env) == nil {
+				ferr := v.ValidateEnvelope(&env)
+				if (ferr == nil) != (tt.reason == "") {
+					t.Fatalf("ValidateEnvelope = %v, want failure %v", ferr, tt.reason != "")
+				}
+			}
 			_, err := v.Validate([]byte(tt.raw))
 			if tt.reason == "" {
 				if err != nil {

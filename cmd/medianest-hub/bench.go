@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"runtime/pprof"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -24,12 +25,7 @@ func newBenchCmd() *cobra.Command {
 		Short: "Revocation latency: N strict-mode sockets on several nodes, revoke sessions, time API call to client disconnect",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			level := zerolog.WarnLevel
-			if verbose {
-				level = zerolog.InfoLevel
-			}
-			log := zerolog.New(zerolog.ConsoleWriter{Out: os.Stderr, TimeFormat: time.TimeOnly}).Level(level).With().Timestamp().Logger()
-			res, err := loadtest.RunRevoke(cmd.Context(), o, log)
+			res, err := loadtest.RunRevoke(cmd.Context(), o, benchLogger(verbose))
 			if err != nil {
 				return fmt.Errorf("bench revoke: %w", err)
 			}
@@ -45,5 +41,46 @@ func newBenchCmd() *cobra.Command {
 	f.IntVar(&o.Concurrency, "concurrency", 100, "connects in flight")
 	f.BoolVar(&verbose, "verbose", false, "log progress")
 	c.AddCommand(revoke)
+
+	var so loadtest.SecurityOptions
+	var cpuProfile string
+	sec := &cobra.Command{
+		Use:   "security",
+		Short: "Security worker throughput: events from stream to audit log per second, detections on",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if cpuProfile != "" {
+				f, err := os.Create(cpuProfile)
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				if err := pprof.StartCPUProfile(f); err != nil {
+					return err
+				}
+				defer pprof.StopCPUProfile()
+			}
+			res, err := loadtest.RunSecurity(cmd.Context(), so, benchLogger(verbose))
+			if err != nil {
+				return fmt.Errorf("bench security: %w", err)
+			}
+			return json.NewEncoder(cmd.OutOrStdout()).Encode(res)
+		},
+	}
+	sf := sec.Flags()
+	sf.IntVar(&so.Events, "events", 200_000, "security events to process")
+	sf.StringVar(&so.DatabaseURL, "database", "", "database URL (default: SQLite in a temporary directory)")
+	sf.IntVar(&so.Batch, "batch", 0, "worker batch size (default: the worker's)")
+	sf.BoolVar(&verbose, "verbose", false, "log progress")
+	sf.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the run to this file")
+	c.AddCommand(sec)
 	return c
+}
+
+func benchLogger(verbose bool) zerolog.Logger {
+	level := zerolog.WarnLevel
+	if verbose {
+		level = zerolog.InfoLevel
+	}
+	return zerolog.New(zerolog.ConsoleWriter{Out: os.Stderr, TimeFormat: time.TimeOnly}).Level(level).With().Timestamp().Logger()
 }

@@ -29,7 +29,7 @@ func newRootCmd(lookup config.LookupFunc) *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newServeCmd(lookup), newTokenCmd(lookup), newConfigCmd(lookup), newVersionCmd(), newBenchCmd())
+	root.AddCommand(newServeCmd(lookup), newTokenCmd(lookup), newConfigCmd(lookup), newVersionCmd(), newBenchCmd(), newEventsCmd(lookup))
 	return root
 }
 

@@ -65,9 +65,10 @@ func InsertAudit(ctx context.Context, db bun.IDB, recs []AuditRecord) (int64, er
 	return n, nil
 }
 
-// UpsertAlert stores an alert or updates its count, last sighting and action.
-func UpsertAlert(ctx context.Context, db bun.IDB, a *AlertRecord) error {
-	_, err := db.NewInsert().Model(a).
+// UpsertAlerts stores alerts or updates their count, last sighting and
+// action, in one statement.
+func UpsertAlerts(ctx context.Context, db bun.IDB, as []AlertRecord) error {
+	_, err := db.NewInsert().Model(&as).
 		On("CONFLICT (id) DO UPDATE").
 		Set("count = EXCLUDED.count").
 		Set("last_seen = EXCLUDED.last_seen").
@@ -75,7 +76,7 @@ func UpsertAlert(ctx context.Context, db bun.IDB, a *AlertRecord) error {
 		Set("action = EXCLUDED.action").
 		Exec(ctx)
 	if err != nil {
-		return fmt.Errorf("store: upsert alert %s: %w", a.ID, err)
+		return fmt.Errorf("store: upsert %d alerts: %w", len(as), err)
 	}
 	return nil
 }

@@ -42,9 +42,10 @@ type Config struct {
 	Prefix string
 	// Durable is the consumer name; default "security-worker".
 	Durable string
-	// Batch is the most events fetched and committed at once; default 500.
+	// Batch is the most events fetched and committed at once; default 1000.
 	Batch int
-	// FetchWait bounds the wait for a batch to fill; default 100ms.
+	// FetchWait bounds the wait for a batch to fill once its first event
+	// is in; default 20ms.
 	FetchWait time.Duration
 	// Rules are the detection thresholds.
 	Rules Rules
@@ -74,10 +75,10 @@ func (c *Config) setDefaults() {
 		c.LeaseTTL = 10 * time.Second
 	}
 	if c.Batch <= 0 {
-		c.Batch = 500
+		c.Batch = 1000
 	}
 	if c.FetchWait <= 0 {
-		c.FetchWait = 100 * time.Millisecond
+		c.FetchWait = 20 * time.Millisecond
 	}
 	if c.BlockFor <= 0 {
 		c.BlockFor = 15 * time.Minute
@@ -195,39 +196,66 @@ func (w *Worker) session(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("consumer %s: %w", w.cfg.Durable, err)
 	}
-	if err := w.rebuild(ctx, cons); err != nil {
-		return err
-	}
 	for ctx.Err() == nil {
-		batch, err := cons.Fetch(w.cfg.Batch, jetstream.FetchMaxWait(w.cfg.FetchWait))
-		if err != nil {
+		if err := w.rebuild(ctx, cons); err != nil {
+			return err
+		}
+		if err := w.consume(ctx, cons); err != nil {
 			if errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrConsumerNotFound) {
 				return err
 			}
-			select {
-			case <-ctx.Done():
-			case <-time.After(100 * time.Millisecond):
+			if ctx.Err() != nil {
+				return nil
 			}
-			continue
+			w.log.Warn().Err(err).Msg("batch not applied; rebuilding detections and retrying")
 		}
-		var msgs []jetstream.Msg
-		for m := range batch.Messages() {
+	}
+	return nil
+}
+
+// consume streams messages (fetching ahead while a batch commits) and
+// handles them in batches until an error. A failed batch is handed back
+// for redelivery, and the caller rebuilds the detections before going on,
+// so they never count an event twice.
+func (w *Worker) consume(ctx context.Context, cons jetstream.Consumer) error {
+	it, err := cons.Messages(jetstream.PullMaxMessages(2*w.cfg.Batch), jetstream.PullHeartbeat(5*time.Second))
+	if err != nil {
+		return err
+	}
+	defer it.Stop()
+	stop := context.AfterFunc(ctx, it.Stop)
+	defer stop()
+	msgs := make([]jetstream.Msg, 0, w.cfg.Batch)
+	for ctx.Err() == nil {
+		msgs = msgs[:0]
+		first, err := it.Next(jetstream.NextMaxWait(time.Second))
+		if err != nil {
+			if errors.Is(err, nats.ErrTimeout) || errors.Is(err, jetstream.ErrNoHeartbeat) {
+				continue
+			}
+			if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+				return ctx.Err()
+			}
+			return err
+		}
+		msgs = append(msgs, first)
+		deadline := time.Now().Add(w.cfg.FetchWait)
+		for len(msgs) < w.cfg.Batch {
+			wait := time.Until(deadline)
+			if wait <= 0 {
+				break
+			}
+			m, err := it.Next(jetstream.NextMaxWait(wait))
+			if err != nil {
+				break
+			}
 			msgs = append(msgs, m)
-		}
-		if len(msgs) == 0 {
-			continue
 		}
 		if err := w.handle(ctx, msgs); err != nil {
 			for _, m := range msgs {
 				_ = m.NakWithDelay(time.Second)
 			}
-			if ctx.Err() != nil {
-				return nil
-			}
-			w.log.Warn().Err(err).Int("events", len(msgs)).Msg("batch not applied; rebuilding detections and retrying")
-			if err := w.rebuild(ctx, cons); err != nil {
-				return err
-			}
+			return err
 		}
 	}
 	return nil
@@ -269,7 +297,7 @@ func (w *Worker) rebuild(ctx context.Context, cons jetstream.Consumer) error {
 				w.log.Info().Int("events", replayed).Msg("detections rebuilt")
 				return nil
 			}
-			if o, ok := w.observation(m.Data()); ok {
+			if o, _, err := w.parse(m.Data()); err == nil {
 				w.detector.Observe(o)
 				replayed++
 			}
@@ -281,18 +309,26 @@ func (w *Worker) rebuild(ctx context.Context, cons jetstream.Consumer) error {
 	}
 }
 
-// observation parses a valid security event for the detector.
-func (w *Worker) observation(raw []byte) (Observation, bool) {
-	var ev events.Event
-	if json.Unmarshal(raw, &ev) != nil {
-		return Observation{}, false
+// parse decodes and validates one security event (envelope once, data
+// through its schema) into an observation.
+func (w *Worker) parse(raw []byte) (Observation, json.RawMessage, error) {
+	var env schema.Envelope
+	if err := json.Unmarshal(raw, &env); err != nil {
+		return Observation{}, nil, &schema.ValidationError{Reason: "not JSON: " + err.Error()}
 	}
-	name := strings.TrimSuffix(strings.TrimPrefix(ev.Type, "medianest.security."), ".v1")
+	if err := w.validator.ValidateEnvelope(&env); err != nil {
+		return Observation{}, nil, err
+	}
+	if !strings.HasPrefix(env.Type, "medianest.security.") {
+		return Observation{}, nil, &schema.ValidationError{Type: env.Type, Reason: "not a security event"}
+	}
+	at, _ := time.Parse(time.RFC3339Nano, env.Time) // validated above
 	var d events.SecurityData
-	if json.Unmarshal(ev.Data, &d) != nil {
-		return Observation{}, false
+	if err := json.Unmarshal(env.Data, &d); err != nil {
+		return Observation{}, nil, &schema.ValidationError{Type: env.Type, Reason: "data: " + err.Error()}
 	}
-	return Observation{ID: ev.ID, Name: name, Time: ev.Time, Data: d}, true
+	name := strings.TrimSuffix(strings.TrimPrefix(env.Type, "medianest.security."), ".v1")
+	return Observation{ID: env.ID, Name: name, Time: at, Data: d}, env.Data, nil
 }
 
 // handle applies one batch: audit rows, detections, alerts and blocks in
@@ -306,15 +342,9 @@ func (w *Worker) handle(ctx context.Context, msgs []jetstream.Msg) error {
 		keep    []jetstream.Msg
 	)
 	for _, m := range msgs {
-		if _, err := w.validator.Validate(m.Data()); err != nil {
+		o, data, err := w.parse(m.Data())
+		if err != nil {
 			if err := w.deadLetter(ctx, m, err.Error()); err != nil {
-				return err
-			}
-			continue
-		}
-		o, ok := w.observation(m.Data())
-		if !ok {
-			if err := w.deadLetter(ctx, m, "cannot decode envelope"); err != nil {
 				return err
 			}
 			continue
@@ -326,7 +356,7 @@ func (w *Worker) handle(ctx context.Context, msgs []jetstream.Msg) error {
 		}
 		recs = append(recs, store.AuditRecord{
 			ID: o.ID, Type: "security." + o.Name, OccurredAt: o.Time.UTC(), IP: o.Data.IP, UserID: o.Data.UserID,
-			SessionID: o.Data.SessionID, Namespace: o.Data.Namespace, Code: o.Data.Code, Data: string(eventData(m.Data())), StreamSeq: seq,
+			SessionID: o.Data.SessionID, Namespace: o.Data.Namespace, Code: o.Data.Code, Data: string(data), StreamSeq: seq,
 		})
 		for _, a := range w.detector.Observe(o) {
 			if _, seen := changed[a.ID]; !seen {
@@ -354,9 +384,12 @@ func (w *Worker) handle(ctx context.Context, msgs []jetstream.Msg) error {
 			if _, err := store.InsertAudit(ctx, tx, recs); err != nil {
 				return err
 			}
-			for _, id := range order {
-				a := changed[id]
-				if err := store.UpsertAlert(ctx, tx, alertRecord(a, w.action(a))); err != nil {
+			if len(order) > 0 {
+				recs := make([]store.AlertRecord, len(order))
+				for i, id := range order {
+					recs[i] = alertRecord(changed[id], w.action(changed[id]))
+				}
+				if err := store.UpsertAlerts(ctx, tx, recs); err != nil {
 					return err
 				}
 			}
@@ -471,9 +504,9 @@ func (w *Worker) deadLetter(ctx context.Context, m jetstream.Msg, reason string)
 	return nil
 }
 
-func alertRecord(a *Alert, action string) *store.AlertRecord {
+func alertRecord(a *Alert, action string) store.AlertRecord {
 	ids, _ := json.Marshal(a.EventIDs)
-	return &store.AlertRecord{
+	return store.AlertRecord{
 		ID: a.ID, Rule: a.Rule, Severity: a.Severity, Subject: a.Subject, Summary: a.Summary(), Count: a.Count,
 		FirstSeen: a.FirstSeen.UTC(), LastSeen: a.LastSeen.UTC(), EventIDs: string(ids), Action: action,
 	}
@@ -492,15 +525,4 @@ func alertEvent(source string, a *Alert, action string) (events.Event, error) {
 		SpecVersion: events.SpecVersion, ID: a.ID, Source: source, Type: events.AlertType(a.Rule),
 		Time: a.LastSeen.UTC(), Subject: a.Subject, DataContentType: "application/json", Data: raw,
 	}, nil
-}
-
-// eventData extracts the data member of an envelope for the audit row.
-func eventData(raw []byte) json.RawMessage {
-	var ev struct {
-		Data json.RawMessage `json:"data"`
-	}
-	if json.Unmarshal(raw, &ev) != nil || len(ev.Data) == 0 {
-		return json.RawMessage("{}")
-	}
-	return ev.Data
 }

@@ -1,0 +1,281 @@
+package security
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+	"github.com/uptrace/bun"
+
+	"github.com/medianest/hub/events"
+	"github.com/medianest/hub/internal/bus"
+	"github.com/medianest/hub/internal/store"
+	"github.com/medianest/hub/schema"
+)
+
+func startJetStream(t *testing.T) (*nats.Conn, jetstream.JetStream) {
+	t.Helper()
+	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns.Start()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats not ready")
+	}
+	t.Cleanup(ns.Shutdown)
+	nc, err := nats.Connect(ns.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := bus.EnsureStreams(context.Background(), js, bus.StreamOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	return nc, js
+}
+
+func databases(t *testing.T) map[string]string {
+	dbs := map[string]string{"sqlite": ""}
+	if dsn := os.Getenv("MEDIANEST_TEST_POSTGRES_DSN"); dsn != "" {
+		dbs["postgres"] = dsn
+	} else {
+		t.Log("MEDIANEST_TEST_POSTGRES_DSN is not set; the worker runs on SQLite only")
+	}
+	return dbs
+}
+
+func publishSec(t *testing.T, js jetstream.JetStream, name string, data events.SecurityData) string {
+	t.Helper()
+	ev, err := events.New("test", events.DomainSecurity, name, "", data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := json.Marshal(ev)
+	if _, err := js.Publish(context.Background(), "medianest.events.security."+name, raw); err != nil {
+		t.Fatal(err)
+	}
+	return ev.ID
+}
+
+func runWorker(t *testing.T, nc *nats.Conn, js jetstream.JetStream, st *store.Store, cfg Config) (stop func()) {
+	t.Helper()
+	v, err := schema.NewValidator()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	w := New(cfg, nc, js, st, v, zerolog.Nop(), nil)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := w.Run(ctx); err != nil {
+			t.Errorf("worker: %v", err)
+		}
+	}()
+	return func() { cancel(); wg.Wait() }
+}
+
+func waitAudit(t *testing.T, st *store.Store, ids []string) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		n, err := st.DB.NewSelect().Model((*store.AuditRecord)(nil)).Where("id IN (?)", bunIn(ids)).Count(context.Background())
+		if err == nil && n == int64(len(ids)) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("audit holds %d of %d events (%v)", n, len(ids), err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func streamAlerts(t *testing.T, js jetstream.JetStream) []events.AlertData {
+	t.Helper()
+	cons, err := js.OrderedConsumer(context.Background(), "MEDIANEST_ALERTS", jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	batch, err := cons.FetchNoWait(1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []events.AlertData
+	for m := range batch.Messages() {
+		var ev events.Event
+		var a events.AlertData
+		_ = json.Unmarshal(m.Data(), &ev)
+		_ = json.Unmarshal(ev.Data, &a)
+		out = append(out, a)
+	}
+	return out
+}
+
+// TestWorkerRestartMidStream stops the worker in the middle of two attacks
+// and starts it again: every alert is raised once, counts continue, and no
+// audit row is doubled.
+func TestWorkerRestartMidStream(t *testing.T) {
+	for name, url := range databases(t) {
+		t.Run(name, func(t *testing.T) {
+			nc, js := startJetStream(t)
+			st, err := store.Open(context.Background(), url, t.TempDir())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer st.Close()
+			run := fmt.Sprint(time.Now().UnixNano() % 1e6)
+			ipA, ipB := "10.0."+run[:2]+".1", "10.1."+run[:2]+".2"
+			cfg := Config{NoIPBlocks: true, NoReplayRevocation: true, Batch: 7, LeaseTTL: time.Second}
+
+			var ids []string
+			// First half: IP A crosses the brute-force threshold, the replay
+			// of session s is under way, and filler.
+			for i := range 12 {
+				ids = append(ids, publishSec(t, js, events.SecAuthFailed, events.SecurityData{IP: ipA, Namespace: "/media", Code: "token_invalid"}))
+				ids = append(ids, publishSec(t, js, events.SecAuthenticated, events.SecurityData{IP: fmt.Sprint("172.16.0.", i), Namespace: "/", UserID: fmt.Sprint("u", i)}))
+			}
+			for i := range 2 {
+				ids = append(ids, publishSec(t, js, events.SecAuthenticated, events.SecurityData{IP: fmt.Sprint("192.168.", i, ".1"), Namespace: "/media", UserID: "v", SessionID: "s-" + run}))
+			}
+			stop := runWorker(t, nc, js, st, cfg)
+			waitAudit(t, st, ids)
+			stop() // kill it mid-stream
+
+			// Second half, while it is down: more of A, the third replay IP,
+			// and B's attack.
+			for range 3 {
+				ids = append(ids, publishSec(t, js, events.SecAuthFailed, events.SecurityData{IP: ipA, Namespace: "/media", Code: "token_invalid"}))
+			}
+			ids = append(ids, publishSec(t, js, events.SecAuthenticated, events.SecurityData{IP: "192.168.9.1", Namespace: "/media", UserID: "v", SessionID: "s-" + run}))
+			for range 10 {
+				ids = append(ids, publishSec(t, js, events.SecAuthFailed, events.SecurityData{IP: ipB, Namespace: "/admin", Code: "token_invalid"}))
+			}
+			stop = runWorker(t, nc, js, st, cfg)
+			defer stop()
+			waitAudit(t, st, ids)
+
+			total, err := st.DB.NewSelect().Model((*store.AuditRecord)(nil)).Where("id IN (?)", bunIn(ids)).Count(context.Background())
+			if err != nil || total != int64(len(ids)) {
+				t.Fatalf("audit rows %d, want %d", total, len(ids))
+			}
+			want := map[string]int{"brute_force ip:" + ipA: 15, "brute_force ip:" + ipB: 10, "token_replay session:s-" + run: 3}
+			waitFor(t, func() error {
+				got := map[string]int{}
+				for _, a := range streamAlerts(t, js) {
+					got[a.Rule+" "+a.Subject]++
+				}
+				for k := range want {
+					if got[k] != 1 {
+						return fmt.Errorf("alerts on the stream: %v", got)
+					}
+				}
+				if len(got) != len(want) {
+					return fmt.Errorf("unexpected alerts: %v", got)
+				}
+				return nil
+			})
+			// Stored alerts count what followed, across the restart.
+			waitFor(t, func() error {
+				list, err := st.Alerts(context.Background(), store.Filter{Limit: 100})
+				if err != nil {
+					return err
+				}
+				got := map[string]int{}
+				for _, a := range list {
+					got[a.Rule+" "+a.Subject] = a.Count
+				}
+				for k, n := range want {
+					if got[k] != n {
+						return fmt.Errorf("stored counts %v, want %v", got, want)
+					}
+				}
+				return nil
+			})
+		})
+	}
+}
+
+func TestWorkerDeadLetters(t *testing.T) {
+	nc, js := startJetStream(t)
+	st, err := store.Open(context.Background(), "", t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	dead := make(chan *nats.Msg, 16)
+	sub, err := nc.ChanSubscribe("medianest.deadletter.security", dead)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	stop := runWorker(t, nc, js, st, Config{LeaseTTL: time.Second})
+	defer stop()
+
+	bad := map[string][]byte{
+		"not json":       []byte("{"),
+		"missing ip":     envelope(t, events.SecAuthFailed, map[string]any{"namespace": "/", "code": "x"}),
+		"bad limit":      envelope(t, events.SecRateLimited, map[string]any{"ip": "1.2.3.4", "limit": "forever"}),
+		"unknown type":   envelope(t, "telepathy", map[string]any{"ip": "1.2.3.4"}),
+		"roles not list": envelope(t, events.SecAccessDenied, map[string]any{"ip": "1.2.3.4", "namespace": "/", "user_id": "u", "required_roles": "admin"}),
+	}
+	for _, body := range bad {
+		if _, err := js.Publish(context.Background(), "medianest.events.security.x", body); err != nil {
+			t.Fatal(err)
+		}
+	}
+	good := publishSec(t, js, events.SecAuthFailed, events.SecurityData{IP: "1.2.3.4", Namespace: "/", Code: "token_invalid"})
+	got := 0
+	for got < len(bad) {
+		select {
+		case m := <-dead:
+			if m.Header.Get(events.HeaderDeadLetterReason) == "" || m.Header.Get(events.HeaderDeadLetterSubject) != "medianest.events.security.x" {
+				t.Fatalf("dead letter without reason or subject: %v", m.Header)
+			}
+			got++
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%d of %d dead letters", got, len(bad))
+		}
+	}
+	waitAudit(t, st, []string{good})
+}
+
+func envelope(t *testing.T, name string, data any) []byte {
+	t.Helper()
+	ev, err := events.New("test", events.DomainSecurity, name, "", data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := json.Marshal(ev)
+	return b
+}
+
+func waitFor(t *testing.T, fn func() error) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		err := fn()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal(err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func bunIn(ids []string) any { return bun.In(ids) }
