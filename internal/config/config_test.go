@@ -49,6 +49,13 @@ func TestLoadValues(t *testing.T) {
 	if c.PingInterval != 300*time.Millisecond || c.PingTimeout != 200*time.Millisecond || c.RateConnectPerMin != 5 {
 		t.Fatalf("values = %+v", c)
 	}
+	d, err := Load(env("MEDIANEST_JWT_SECRET", secret, "MEDIANEST_DETECT_BRUTE_FORCE", "5/30s", "MEDIANEST_SECURITY_BLOCK_IPS", "false", "MEDIANEST_COMPONENTS", "hub"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Detections["brute_force"] != (Threshold{5, 30 * time.Second}) || d.Detections["rate_abuse"].Count != 20 || d.SecurityBlockIPs || !d.Runs(ComponentHub) || d.Runs(ComponentSecurityWorker) {
+		t.Fatalf("security settings = %+v", d)
+	}
 }
 
 func TestLoadErrorsNameTheVariable(t *testing.T) {
@@ -70,6 +77,10 @@ func TestLoadErrorsNameTheVariable(t *testing.T) {
 		{"bad log format", env("MEDIANEST_JWT_SECRET", secret, "MEDIANEST_LOG_FORMAT", "xml"), "MEDIANEST_LOG_FORMAT"},
 		{"bad database", env("MEDIANEST_JWT_SECRET", secret, "MEDIANEST_DATABASE_URL", "mysql://x"), "MEDIANEST_DATABASE_URL"},
 		{"bad duration", env("MEDIANEST_JWT_SECRET", secret, "MEDIANEST_PING_INTERVAL", "soon"), "MEDIANEST_PING_INTERVAL"},
+		{"bad detection", env("MEDIANEST_JWT_SECRET", secret, "MEDIANEST_DETECT_BRUTE_FORCE", "ten"), "MEDIANEST_DETECT_BRUTE_FORCE"},
+		{"bad bool", env("MEDIANEST_JWT_SECRET", secret, "MEDIANEST_SECURITY_BLOCK_IPS", "maybe"), "MEDIANEST_SECURITY_BLOCK_IPS"},
+		{"bad component", env("MEDIANEST_JWT_SECRET", secret, "MEDIANEST_COMPONENTS", "hub,toaster"), "MEDIANEST_COMPONENTS"},
+		{"bad webhook", env("MEDIANEST_JWT_SECRET", secret, "MEDIANEST_ALERT_WEBHOOK_URL", "ftp://x"), "MEDIANEST_ALERT_WEBHOOK_URL"},
 		{"listen with url", env("MEDIANEST_JWT_SECRET", secret, "MEDIANEST_NATS_URL", "nats://x:4222", "MEDIANEST_NATS_LISTEN", ":4222"), "MEDIANEST_NATS_LISTEN"},
 	}
 	for _, tt := range tests {
