@@ -296,6 +296,9 @@ func (n *Node) setupNamespace(nsp *socketio.Namespace, p Policy) {
 		nsp.On("ping", n.onPing)
 		nsp.On("echo", n.onEcho)
 		nsp.On("user-info", n.onUserInfo)
+		nsp.On("subscribe:status", n.onSubscribeStatus)
+		nsp.On("unsubscribe:status", n.onUnsubscribeStatus)
+		nsp.On("subscribe:request", n.onSubscribeRequest)
 	}
 	if pol.Has(FeatureMedia) {
 		nsp.On("join-media-room", n.onJoinMediaRoom)

@@ -33,6 +33,7 @@ import (
 	"github.com/medianest/hub/internal/natsembed"
 	"github.com/medianest/hub/internal/store"
 	"github.com/medianest/hub/schema"
+	mediaworker "github.com/medianest/hub/workers/media"
 	securityworker "github.com/medianest/hub/workers/security"
 	sessionworker "github.com/medianest/hub/workers/session"
 )
@@ -130,6 +131,20 @@ func (a *App) init(ctx context.Context, o Options) (err error) {
 	if cfg.Runs(config.ComponentSecurityWorker) {
 		w := securityworker.New(securityRules(cfg), a.nc, a.js, a.store, validator, a.log, a.reg)
 		a.startWorker("security", w.Run)
+	}
+	if cfg.Runs(config.ComponentMediaWorker) {
+		routes := mediaworker.DefaultRoutes()
+		if cfg.MediaRoutesFile != "" {
+			if routes, err = mediaworker.LoadRoutes(cfg.MediaRoutesFile); err != nil {
+				return fmt.Errorf("MEDIANEST_MEDIA_ROUTES: %w", err)
+			}
+		}
+		rate := cfg.MediaProgressRate
+		if rate == 0 {
+			rate = -1 // off
+		}
+		w := mediaworker.New(mediaworker.Config{Prefix: cfg.SubjectPrefix, Routes: routes, MaxProgressRate: rate}, a.nc, a.js, validator, a.log, a.reg)
+		a.startWorker("media", w.Run)
 	}
 	if !cfg.Runs(config.ComponentHub) {
 		a.handler = a.routes()

@@ -27,7 +27,7 @@ type StreamOptions struct {
 var Domains = []string{events.DomainSession, events.DomainSecurity, events.DomainMedia}
 
 // EnsureStreams creates or updates the event streams of every domain, the
-// alerts stream and the dead-letter stream. File storage; duplicates within
+// alerts stream, the dead-letter stream and the media key-value buckets. File storage; duplicates within
 // two minutes (same Nats-Msg-Id) are dropped.
 func EnsureStreams(ctx context.Context, js jetstream.JetStream, o StreamOptions) error {
 	if o.Prefix == "" {
@@ -58,6 +58,16 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, o StreamOptions)
 			Subjects: []string{subj.DeadLetters()},
 		},
 	)
+	for _, kv := range []jetstream.KeyValueConfig{
+		{Bucket: events.ServiceStatusBucket(o.Prefix), Description: "Last known status of each monitored service", History: 1},
+		{Bucket: events.RequestOwnersBucket(o.Prefix), Description: "The user of each media request", History: 1, TTL: 30 * 24 * time.Hour},
+	} {
+		kv.Storage = jetstream.FileStorage
+		kv.Replicas = o.Replicas
+		if _, err := js.CreateOrUpdateKeyValue(ctx, kv); err != nil {
+			return fmt.Errorf("bus: key-value bucket %s: %w", kv.Bucket, err)
+		}
+	}
 	for _, c := range cfgs {
 		c.Storage = jetstream.FileStorage
 		c.MaxAge = o.MaxAge

@@ -59,6 +59,8 @@ type Config struct {
 	AlertWebhookURL      string               // MEDIANEST_ALERT_WEBHOOK_URL, empty = none
 	AlertWebhookSecret   string               // MEDIANEST_ALERT_WEBHOOK_SECRET, HMAC key, optional
 	Detections           map[string]Threshold // MEDIANEST_DETECT_<RULE>, "count/window"
+	MediaRoutesFile      string               // MEDIANEST_MEDIA_ROUTES, JSON routing table; empty = the default
+	MediaProgressRate    float64              // MEDIANEST_MEDIA_PROGRESS_RATE, progress updates per download per second, default 4; 0 = no coalescing
 }
 
 // Threshold is a detection's count within a sliding window.
@@ -84,10 +86,11 @@ const (
 	ComponentHub            = "hub"
 	ComponentSessionWorker  = "session-worker"
 	ComponentSecurityWorker = "security-worker"
+	ComponentMediaWorker    = "media-worker"
 )
 
 // AllComponents are the components `serve` runs by default.
-var AllComponents = []string{ComponentHub, ComponentSessionWorker, ComponentSecurityWorker}
+var AllComponents = []string{ComponentHub, ComponentSessionWorker, ComponentSecurityWorker, ComponentMediaWorker}
 
 // Runs reports whether the process runs component c.
 func (c Config) Runs(component string) bool {
@@ -128,6 +131,7 @@ func Default() Config {
 		SecurityBlockFor:     15 * time.Minute,
 		SecurityRevokeReplay: true,
 		Detections:           DetectionRules(),
+		MediaProgressRate:    4,
 	}
 }
 
@@ -244,6 +248,15 @@ func Load(lookup LookupFunc) (Config, error) {
 	duration("MEDIANEST_SECURITY_BLOCK_FOR", &c.SecurityBlockFor)
 	boolean("MEDIANEST_SECURITY_REVOKE_REPLAY", &c.SecurityRevokeReplay)
 	str("MEDIANEST_ALERT_WEBHOOK_URL", &c.AlertWebhookURL)
+	str("MEDIANEST_MEDIA_ROUTES", &c.MediaRoutesFile)
+	if v, ok := lookup("MEDIANEST_MEDIA_PROGRESS_RATE"); ok && strings.TrimSpace(v) != "" {
+		r, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+		if err != nil || r < 0 {
+			errs = append(errs, fmt.Errorf("MEDIANEST_MEDIA_PROGRESS_RATE=%q: must be a number >= 0 (0 turns coalescing off)", v))
+		} else {
+			c.MediaProgressRate = r
+		}
+	}
 	secret("MEDIANEST_ALERT_WEBHOOK_SECRET", &c.AlertWebhookSecret)
 	for rule := range DetectionRules() {
 		name := "MEDIANEST_DETECT_" + strings.ToUpper(rule)
