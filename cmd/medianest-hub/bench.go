@@ -74,6 +74,28 @@ func newBenchCmd() *cobra.Command {
 	sf.BoolVar(&verbose, "verbose", false, "log progress")
 	sf.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the run to this file")
 	c.AddCommand(sec)
+
+	var mo loadtest.MediaOptions
+	media := &cobra.Command{
+		Use:   "media",
+		Short: "Media worker: events per second from stream to emit, and publish-to-client latency",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			res, err := loadtest.RunMedia(cmd.Context(), mo, benchLogger(verbose))
+			if err != nil {
+				return fmt.Errorf("bench media: %w", err)
+			}
+			return json.NewEncoder(cmd.OutOrStdout()).Encode(res)
+		},
+	}
+	mf := media.Flags()
+	mf.IntVar(&mo.Events, "events", 50_000, "download.progress events")
+	mf.IntVar(&mo.Downloads, "downloads", 1000, "distinct downloads")
+	mf.BoolVar(&mo.Coalesce, "coalesce", false, "coalesce progress at 4 per download per second")
+	mf.IntVar(&mo.Rate, "rate", 0, "publish this many events per second (0 = as fast as possible: throughput)")
+	mf.IntVar(&mo.Users, "users", 100, "connected users the downloads belong to")
+	mf.BoolVar(&verbose, "verbose", false, "log progress")
+	c.AddCommand(media)
 	return c
 }
 

@@ -23,6 +23,12 @@ type node struct {
 // startNodes runs n `serve` processes of this binary on natsURL and db,
 // the first with the session worker, and waits until each is ready.
 func startNodes(ctx context.Context, n int, natsURL, db, dir string, log zerolog.Logger) ([]*node, error) {
+	return startNodesWith(ctx, n, natsURL, db, dir, log)
+}
+
+// startNodesWith is startNodes with extra environment for every node (it
+// wins over the defaults).
+func startNodesWith(ctx context.Context, n int, natsURL, db, dir string, log zerolog.Logger, extra ...string) ([]*node, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return nil, err
@@ -54,6 +60,7 @@ func startNodes(ctx context.Context, n int, natsURL, db, dir string, log zerolog
 			fmt.Sprint("MEDIANEST_NODE_ID=bench-", i),
 			"MEDIANEST_LOG_LEVEL=warn",
 		)
+		cmd.Env = append(cmd.Env, extra...)
 		cmd.Stderr = os.Stderr
 		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 		if err := cmd.Start(); err != nil {
