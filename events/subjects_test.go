@@ -130,3 +130,21 @@ func must(s string, err error) string {
 	}
 	return s
 }
+
+func BenchmarkEscapeToken(b *testing.B) {
+	for name, in := range map[string]string{"plain": "user:42", "escaped": "room.with spaces*and>wildcards"} {
+		b.Run(name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				_ = EscapeToken(in)
+			}
+		})
+	}
+	b.Run("emit_subject", func(b *testing.B) {
+		s := Subjects{}
+		b.ReportAllocs()
+		for b.Loop() {
+			_, _ = s.Emit("/media", "media:film-9")
+		}
+	})
+}

@@ -167,3 +167,87 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+func BenchmarkDecode(b *testing.B) {
+	packets := map[string]string{
+		"connect":      `0/media,{"token":"eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiI0MiJ9.c2lnbmF0dXJl"}`,
+		"event":        `2/media,["media-status",{"roomId":"film-9","state":"playing","position":12.5}]`,
+		"event_ack":    `2/media,12["join-media-room",{"roomId":"film-9"}]`,
+		"ack":          `3/media,12[{"ok":true}]`,
+		"disconnect":   `1/media,`,
+		"binary_event": `51-["upload",{"_placeholder":true,"num":0}]`,
+	}
+	for name, p := range packets {
+		b.Run(name, func(b *testing.B) {
+			in := []byte(p)
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := Decode(in); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+	b.Run("split_event", func(b *testing.B) {
+		data := json.RawMessage(`["media-status",{"roomId":"film-9","state":"playing","position":12.5}]`)
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, _, err := SplitEvent(data); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+func BenchmarkEncode(b *testing.B) {
+	arg := json.RawMessage(`{"roomId":"film-9","state":"playing","position":12.5,"userId":"42"}`)
+	b.Run("event", func(b *testing.B) {
+		buf := make([]byte, 0, 256)
+		b.ReportAllocs()
+		for b.Loop() {
+			buf = AppendEvent(buf[:0], "/media", NoID, "media-status", arg)
+		}
+	})
+	b.Run("ack", func(b *testing.B) {
+		buf := make([]byte, 0, 256)
+		b.ReportAllocs()
+		for b.Loop() {
+			buf = AppendAck(buf[:0], "/media", 12, arg)
+		}
+	})
+	b.Run("connect", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			_ = ConnectFrame("/media", "AbCdEfGhIjKlMnOpQrSt")
+		}
+	})
+}
+
+// FuzzSplitArray checks the one-pass splitter against encoding/json.
+func FuzzSplitArray(f *testing.F) {
+	for _, seed := range []string{`[]`, `[1]`, ` [ "a" , {"b":[1,2,{"c":"]"}]} , null,true ] `, `["a\"]",2]`, `[[],[[]],{}]`, `[1.5e3,-2]`, `{}`, `"x"`} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, in []byte) {
+		var want []json.RawMessage
+		werr := json.Unmarshal(in, &want)
+		if werr == nil && want == nil {
+			return // null decodes to a nil slice; it is no array
+		}
+		got, gerr := SplitArray(in)
+		if (werr == nil) != (gerr == nil) {
+			t.Fatalf("SplitArray(%q) err = %v, encoding/json err = %v", in, gerr, werr)
+		}
+		if werr != nil {
+			return
+		}
+		if len(got) != len(want) {
+			t.Fatalf("SplitArray(%q) = %q, want %q", in, got, want)
+		}
+		for i := range got {
+			if string(got[i]) != string(want[i]) {
+				t.Fatalf("element %d of %q: %q, want %q", i, in, got[i], want[i])
+			}
+		}
+	})
+}

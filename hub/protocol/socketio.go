@@ -58,6 +58,10 @@ type Packet struct {
 	Attachments int
 	// Data is the JSON payload as received, or nil.
 	Data json.RawMessage
+	// Event and Args are an EVENT's (or BINARY_EVENT's) name and
+	// arguments, split out of Data by Decode.
+	Event string
+	Args  []json.RawMessage
 }
 
 // reserved are event names a client may not emit.
@@ -120,7 +124,7 @@ func Decode(b []byte) (Packet, error) {
 			return p, invalid("payload is not valid JSON")
 		}
 	}
-	if err := checkPayload(p); err != nil {
+	if err := checkPayload(&p); err != nil {
 		return p, err
 	}
 	return p, nil
@@ -134,7 +138,7 @@ func firstByte(data []byte) byte {
 	return data[0]
 }
 
-func checkPayload(p Packet) error {
+func checkPayload(p *Packet) error {
 	switch p.Type {
 	case Connect:
 		if p.Data != nil && firstByte(p.Data) != '{' {
@@ -149,9 +153,11 @@ func checkPayload(p Packet) error {
 			return invalid("CONNECT_ERROR payload must be an object or a string")
 		}
 	case Event, BinaryEvent:
-		if _, _, err := SplitEvent(p.Data); err != nil {
+		name, args, err := SplitEvent(p.Data)
+		if err != nil {
 			return err
 		}
+		p.Event, p.Args = name, args
 	case Ack, BinaryAck:
 		if p.ID == NoID {
 			return invalid("ACK without id")
@@ -166,44 +172,99 @@ func checkPayload(p Packet) error {
 // SplitEvent splits an EVENT payload into the event name and its arguments.
 // A numeric event name is returned in its decimal form, as Socket.io does.
 func SplitEvent(data json.RawMessage) (string, []json.RawMessage, error) {
-	if firstByte(data) != '[' {
+	items, err := SplitArray(data)
+	if err != nil {
 		return "", nil, invalid("EVENT payload must be an array")
-	}
-	var items []json.RawMessage
-	if err := json.Unmarshal(data, &items); err != nil {
-		return "", nil, invalid("EVENT payload: " + err.Error())
 	}
 	if len(items) == 0 {
 		return "", nil, invalid("EVENT payload is an empty array")
 	}
 	var name string
-	switch firstByte(items[0]) {
+	switch first := items[0]; first[0] {
 	case '"':
-		if err := json.Unmarshal(items[0], &name); err != nil {
+		if bytes.IndexByte(first, '\\') < 0 {
+			name = string(first[1 : len(first)-1])
+		} else if err := json.Unmarshal(first, &name); err != nil {
 			return "", nil, invalid("event name: " + err.Error())
 		}
 		if reserved[name] {
 			return "", nil, invalid("reserved event name " + strconv.Quote(name))
 		}
 	case '-', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9':
-		var n json.Number
-		if err := json.Unmarshal(items[0], &n); err != nil {
-			return "", nil, invalid("event name must be a string or a number")
-		}
-		name = n.String()
+		name = string(first)
 	default:
 		return "", nil, invalid("event name must be a string or a number")
 	}
 	return name, items[1:], nil
 }
 
-// SplitArray splits a JSON array (an ACK payload) into its elements.
+// SplitArray splits a JSON array (an ACK payload) into its elements,
+// which share the input's memory. It scans the array once.
 func SplitArray(data json.RawMessage) ([]json.RawMessage, error) {
-	var items []json.RawMessage
-	if err := json.Unmarshal(data, &items); err != nil {
-		return nil, invalid("array payload: " + err.Error())
+	if !json.Valid(data) {
+		return nil, invalid("array payload is not valid JSON")
+	}
+	i := skipSpace(data, 0)
+	if i >= len(data) || data[i] != '[' {
+		return nil, invalid("payload must be an array")
+	}
+	i = skipSpace(data, i+1)
+	if i < len(data) && data[i] == ']' {
+		return []json.RawMessage{}, nil
+	}
+	items := make([]json.RawMessage, 0, 4)
+	for i < len(data) {
+		end := valueEnd(data, i)
+		items = append(items, data[i:end])
+		i = skipSpace(data, end)
+		if i < len(data) && data[i] == ',' {
+			i = skipSpace(data, i+1)
+			continue
+		}
+		break // ']'
 	}
 	return items, nil
+}
+
+func skipSpace(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// valueEnd returns the end of the JSON value starting at i in input that
+// json.Valid accepted.
+func valueEnd(b []byte, i int) int {
+	depth := 0
+	for ; i < len(b); i++ {
+		switch b[i] {
+		case '"':
+			for i++; i < len(b) && b[i] != '"'; i++ {
+				if b[i] == '\\' {
+					i++
+				}
+			}
+			if depth == 0 {
+				return i + 1
+			}
+		case '[', '{':
+			depth++
+		case ']', '}':
+			if depth == 0 {
+				return i // the end of the enclosing array
+			}
+			depth--
+			if depth == 0 {
+				return i + 1
+			}
+		case ',', ' ', '\t', '\n', '\r':
+			if depth == 0 {
+				return i
+			}
+		}
+	}
+	return i
 }
 
 // AppendHeader appends the Engine.IO message type and the Socket.io header

@@ -297,13 +297,8 @@ func (c *Conn) handle(data []byte) {
 		if s == nil {
 			return // the socket was disconnected while the packet was in flight
 		}
-		name, args, err := protocol.SplitEvent(p.Data)
-		if err != nil {
-			c.protocolError(err)
-			return
-		}
 		c.srv.stats.EventsIn.Add(1)
-		s.dispatch(name, args, p.ID)
+		s.dispatch(p.Event, p.Args, p.ID)
 	case protocol.Ack:
 		if s := c.socket(p.Namespace); s != nil {
 			args, err := protocol.SplitArray(p.Data)
