@@ -44,6 +44,19 @@ func (b *blockList) blocked(ip string, now time.Time) bool {
 	return ok && now.Before(until)
 }
 
+// replace makes the list exactly the given blocks (a resync).
+func (b *blockList) replace(blocks []events.BlockMessage) {
+	m := make(map[string]time.Time, len(blocks))
+	for _, x := range blocks {
+		if x.Until.After(m[x.IP]) {
+			m[x.IP] = x.Until
+		}
+	}
+	b.mu.Lock()
+	b.m = m
+	b.mu.Unlock()
+}
+
 func (b *blockList) sweep(now time.Time) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -77,6 +90,7 @@ func (n *Node) onCtlBlock(op string, data []byte) events.CtlReply {
 	n.blocks.add(b.IP, b.Until)
 	r.Count = n.eachMatch(events.CtlMessage{IP: b.IP}, func(s *socketio.Socket) {
 		n.kick(s, "access denied", CodeIPBlocked)
+		s.Conn().Close("ip blocked") // the whole connection, not only the socket
 	})
 	n.log.Warn().Str("ip", b.IP).Time("until", b.Until).Str("reason", b.Reason).Int("sockets", r.Count).Msg("IP blocked")
 	return r

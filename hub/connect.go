@@ -154,7 +154,7 @@ func (n *Node) middleware(p *Policy) func(*socketio.Socket, json.RawMessage) err
 		if ci == nil {
 			return errors.New("connection without info")
 		}
-		if ci.blocked {
+		if ci.blocked || n.blocks.blocked(ci.ip, time.Now()) {
 			n.metrics.authFailures.WithLabelValues(CodeIPBlocked).Inc()
 			return refusal(MsgAccessDenied, CodeIPBlocked, true)
 		}
@@ -296,6 +296,9 @@ func (n *Node) setupNamespace(nsp *socketio.Namespace, p Policy) {
 		nsp.On("ping", n.onPing)
 		nsp.On("echo", n.onEcho)
 		nsp.On("user-info", n.onUserInfo)
+	}
+	if pol.Namespace == "/" {
+		// The media routes push to "/", where MediaNest's client listens.
 		nsp.On("subscribe:status", n.onSubscribeStatus)
 		nsp.On("unsubscribe:status", n.onUnsubscribeStatus)
 		nsp.On("subscribe:request", n.onSubscribeRequest)

@@ -120,7 +120,10 @@ type Deps struct {
 	// Blocks are the IP blocks in force at start (persisted by the
 	// security worker); later ones arrive on hub.ctl.block.
 	Blocks []events.BlockMessage
-	Logger zerolog.Logger
+	// BlockSource, if set, is read every minute so a block or lift the
+	// node missed on the bus (while reconnecting, say) still takes effect.
+	BlockSource func(ctx context.Context) ([]events.BlockMessage, error)
+	Logger      zerolog.Logger
 	// Registerer receives the node's metrics; nil means a private registry.
 	Registerer prometheus.Registerer
 	// Auditor, if set, records admin actions.
@@ -146,6 +149,7 @@ type Node struct {
 	metrics  *metrics
 	started  time.Time
 	logFeed  *LogFeed
+	blockSrc func(ctx context.Context) ([]events.BlockMessage, error)
 
 	peers *cluster.Peers
 
@@ -325,6 +329,7 @@ func (n *Node) housekeeping() {
 			n.connRate.sweep(now)
 			n.sessions.Sweep(now)
 			n.blocks.sweep(now)
+			n.resyncBlocks()
 			n.sweepClosed(now)
 		}
 	}
@@ -353,6 +358,21 @@ func (n *Node) Shutdown(ctx context.Context) error {
 	n.wg.Wait()
 	n.log.Info().Msg("hub node stopped")
 	return ctx.Err()
+}
+
+// resyncBlocks makes the block list what the database says.
+func (n *Node) resyncBlocks() {
+	if n.blockSrc == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	blocks, err := n.blockSrc(ctx)
+	if err != nil {
+		n.log.Warn().Err(err).Msg("cannot resync IP blocks; keeping the current list")
+		return
+	}
+	n.blocks.replace(blocks)
 }
 
 // trackUser counts a user's sockets on this node.

@@ -160,13 +160,20 @@ func (a *App) init(ctx context.Context, o Options) (err error) {
 		loaded[i] = sessions.Revocation{Kind: r.Kind, Value: r.Value, RevokedAt: r.RevokedAt, ExpiresAt: r.ExpiresAt}
 	}
 	cache.Load(loaded)
-	blocks, err := a.store.ActiveBlocks(ctx, time.Now())
+	blockSource := func(ctx context.Context) ([]events.BlockMessage, error) {
+		blocks, err := a.store.ActiveBlocks(ctx, time.Now())
+		if err != nil {
+			return nil, err
+		}
+		out := make([]events.BlockMessage, len(blocks))
+		for i, b := range blocks {
+			out[i] = events.BlockMessage{IP: b.IP, Until: b.ExpiresAt, Reason: b.Reason}
+		}
+		return out, nil
+	}
+	initialBlocks, err := blockSource(ctx)
 	if err != nil {
 		return err
-	}
-	initialBlocks := make([]events.BlockMessage, len(blocks))
-	for i, b := range blocks {
-		initialBlocks[i] = events.BlockMessage{IP: b.IP, Until: b.ExpiresAt, Reason: b.Reason}
 	}
 
 	var prev []byte
@@ -200,7 +207,7 @@ func (a *App) init(ctx context.Context, o Options) (err error) {
 	}, hub.Deps{
 		NATS: a.nc, Verifier: verifier, Logger: a.log, Registerer: a.reg,
 		Auditor: auditor{a.store, cfg.NodeID}, LogFeed: o.LogFeed,
-		Sessions: cache, JetStream: a.js, Validator: validator, Blocks: initialBlocks,
+		Sessions: cache, JetStream: a.js, Validator: validator, Blocks: initialBlocks, BlockSource: blockSource,
 	})
 	if err != nil {
 		return err

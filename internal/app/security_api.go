@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/medianest/hub/events"
@@ -42,7 +43,7 @@ func (a *App) securityAPI() http.Handler {
 				"count": al.Count, "first_seen": al.FirstSeen, "last_seen": al.LastSeen, "event_ids": ids, "action": al.Action,
 			}
 		}
-		page(w, items, len(list) == f.Limit, func() time.Time { return list[len(list)-1].FirstSeen })
+		page(w, items, len(list) == f.Limit, func() (time.Time, string) { return list[len(list)-1].FirstSeen, list[len(list)-1].ID })
 	})
 	mux.HandleFunc("GET /api/v1/audit", func(w http.ResponseWriter, r *http.Request) {
 		f, ok := filter(w, r)
@@ -62,7 +63,7 @@ func (a *App) securityAPI() http.Handler {
 				"session_id": rec.SessionID, "namespace": rec.Namespace, "code": rec.Code, "data": json.RawMessage(rec.Data),
 			}
 		}
-		page(w, items, len(list) == f.Limit, func() time.Time { return list[len(list)-1].OccurredAt })
+		page(w, items, len(list) == f.Limit, func() (time.Time, string) { return list[len(list)-1].OccurredAt, list[len(list)-1].ID })
 	})
 	mux.HandleFunc("GET /api/v1/blocks", func(w http.ResponseWriter, r *http.Request) {
 		list, err := a.store.ActiveBlocks(r.Context(), time.Now())
@@ -101,15 +102,24 @@ func (a *App) securityAPI() http.Handler {
 func filter(w http.ResponseWriter, r *http.Request) (store.Filter, bool) {
 	q := r.URL.Query()
 	f := store.Filter{IP: q.Get("ip"), UserID: q.Get("user"), Rule: q.Get("rule"), Type: q.Get("type"), Limit: 100}
-	for name, dst := range map[string]*time.Time{"since": &f.Since, "before": &f.Before} {
-		if v := q.Get(name); v != "" {
-			t, err := time.Parse(time.RFC3339Nano, v)
-			if err != nil {
-				writeJSON(w, http.StatusBadRequest, map[string]string{"error": name + " must be an RFC 3339 time", "code": "invalid_query"})
-				return f, false
-			}
-			*dst = t
+	if v := q.Get("since"); v != "" {
+		t, err := time.Parse(time.RFC3339Nano, v)
+		if err != nil {
+			writeJSON(w, http.StatusBadRequest, map[string]string{"error": "since must be an RFC 3339 time", "code": "invalid_query"})
+			return f, false
 		}
+		f.Since = t
+	}
+	if v := q.Get("before"); v != "" {
+		// A page cursor: "<RFC 3339 time>,<id>" (next_before), or a time.
+		ts, id, _ := strings.Cut(v, ",")
+		t, err := time.Parse(time.RFC3339Nano, ts)
+		if err != nil {
+			writeJSON(w, http.StatusBadRequest, map[string]string{"error": "before must be a next_before cursor or an RFC 3339 time", "code": "invalid_query"})
+			return f, false
+		}
+		f.Before, f.BeforeID = t, id // a bare time (no id): strictly older entries
+
 	}
 	if v := q.Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)
@@ -122,10 +132,11 @@ func filter(w http.ResponseWriter, r *http.Request) (store.Filter, bool) {
 	return f, true
 }
 
-func page(w http.ResponseWriter, items []map[string]any, more bool, last func() time.Time) {
+func page(w http.ResponseWriter, items []map[string]any, more bool, last func() (time.Time, string)) {
 	out := map[string]any{"items": items}
 	if more && len(items) > 0 {
-		out["next_before"] = last().UTC().Format(time.RFC3339Nano)
+		t, id := last()
+		out["next_before"] = t.UTC().Format(time.RFC3339Nano) + "," + id
 	}
 	writeJSON(w, http.StatusOK, out)
 }

@@ -80,3 +80,17 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, o StreamOptions)
 	}
 	return nil
 }
+
+// HandBack stops a message iterator and naks, in order, what it had
+// fetched but not handed out, so another consumer gets it now rather than
+// after the ack wait (and before newer messages).
+func HandBack(it jetstream.MessagesContext) {
+	it.Drain()
+	for {
+		m, err := it.Next(jetstream.NextMaxWait(100 * time.Millisecond))
+		if err != nil {
+			return
+		}
+		_ = m.Nak()
+	}
+}

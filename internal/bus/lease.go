@@ -4,13 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// LeaseBucket is the key-value bucket that holds leases.
-const LeaseBucket = "MEDIANEST_LEASES"
+// LeaseBucket is the prefix of the key-value buckets that hold leases,
+// one bucket per lease so that each has its own TTL.
+const LeaseBucket = "MEDIANEST_LEASE_"
 
 // Lease is held by one process at a time, so that a component that must
 // see every event (the security worker's detections) runs once per
@@ -21,6 +23,7 @@ type Lease struct {
 	kv     jetstream.KeyValue
 	key    string
 	done   chan struct{}
+	rev    atomic.Uint64 // the revision this holder last wrote
 }
 
 // Acquire blocks until this holder owns the lease name or ctx is done.
@@ -28,7 +31,7 @@ type Lease struct {
 // returned lease's Context ends when it is lost.
 func Acquire(ctx context.Context, js jetstream.JetStream, name, holder string, ttl time.Duration) (*Lease, error) {
 	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket: LeaseBucket, Description: "MediaNest component leases", TTL: ttl, History: 1, Storage: jetstream.FileStorage,
+		Bucket: LeaseBucket + name, Description: "MediaNest lease of " + name, TTL: ttl, History: 1, Storage: jetstream.FileStorage,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("lease bucket: %w", err)
@@ -37,8 +40,9 @@ func Acquire(ctx context.Context, js jetstream.JetStream, name, holder string, t
 		rev, err := kv.Create(ctx, name, []byte(holder))
 		if err == nil {
 			l := &Lease{kv: kv, key: name, done: make(chan struct{})}
+			l.rev.Store(rev)
 			l.ctx, l.cancel = context.WithCancel(ctx)
-			go l.renew(rev, holder, ttl)
+			go l.renew(holder, ttl)
 			return l, nil
 		}
 		if !errors.Is(err, jetstream.ErrKeyExists) {
@@ -56,7 +60,7 @@ func Acquire(ctx context.Context, js jetstream.JetStream, name, holder string, t
 	}
 }
 
-func (l *Lease) renew(rev uint64, holder string, ttl time.Duration) {
+func (l *Lease) renew(holder string, ttl time.Duration) {
 	defer close(l.done)
 	t := time.NewTicker(ttl / 3)
 	defer t.Stop()
@@ -66,13 +70,13 @@ func (l *Lease) renew(rev uint64, holder string, ttl time.Duration) {
 			return
 		case <-t.C:
 			ctx, cancel := context.WithTimeout(context.Background(), ttl/3)
-			next, err := l.kv.Update(ctx, l.key, []byte(holder), rev)
+			next, err := l.kv.Update(ctx, l.key, []byte(holder), l.rev.Load())
 			cancel()
 			if err != nil {
 				l.cancel() // lost: someone else may hold it now
 				return
 			}
-			rev = next
+			l.rev.Store(next)
 		}
 	}
 }
@@ -81,11 +85,12 @@ func (l *Lease) renew(rev uint64, holder string, ttl time.Duration) {
 func (l *Lease) Context() context.Context { return l.ctx }
 
 // Release gives the lease up at once, so a standby takes over without
-// waiting for it to lapse.
+// waiting for it to lapse. Only this holder's own revision is deleted: a
+// lease that lapsed and was taken by another holder stays theirs.
 func (l *Lease) Release() {
 	l.cancel()
 	<-l.done
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	_ = l.kv.Delete(ctx, l.key)
+	_ = l.kv.Delete(ctx, l.key, jetstream.LastRevision(l.rev.Load()))
 }

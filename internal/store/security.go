@@ -51,18 +51,21 @@ type IPBlock struct {
 	ExpiresAt time.Time `bun:"expires_at,notnull" json:"expires_at"`
 }
 
-// InsertAudit stores audit records, skipping ids already stored. It
-// returns how many were new.
-func InsertAudit(ctx context.Context, db bun.IDB, recs []AuditRecord) (int64, error) {
+// InsertAudit stores audit records, skipping ids already stored, and
+// returns the ids that were new.
+func InsertAudit(ctx context.Context, db bun.IDB, recs []AuditRecord) (map[string]bool, error) {
+	fresh := make(map[string]bool, len(recs))
 	if len(recs) == 0 {
-		return 0, nil
+		return fresh, nil
 	}
-	res, err := db.NewInsert().Model(&recs).On("CONFLICT (id) DO NOTHING").Exec(ctx)
-	if err != nil {
-		return 0, fmt.Errorf("store: insert %d audit records: %w", len(recs), err)
+	var ids []string
+	if err := db.NewInsert().Model(&recs).On("CONFLICT (id) DO NOTHING").Returning("id").Scan(ctx, &ids); err != nil {
+		return nil, fmt.Errorf("store: insert %d audit records: %w", len(recs), err)
 	}
-	n, _ := res.RowsAffected()
-	return n, nil
+	for _, id := range ids {
+		fresh[id] = true
+	}
+	return fresh, nil
 }
 
 // UpsertAlerts stores alerts or updates their count, last sighting and
@@ -121,9 +124,12 @@ type Filter struct {
 	Rule   string
 	Type   string
 	Since  time.Time
-	// Before pages backwards: only entries strictly older than it.
-	Before time.Time
-	Limit  int
+	// Before and BeforeID page backwards: only entries older than Before,
+	// or as old and with a smaller id (entries of one instant are ordered
+	// by id, so a page boundary never skips one).
+	Before   time.Time
+	BeforeID string
+	Limit    int
 }
 
 func (f Filter) limit() int {
@@ -150,7 +156,7 @@ func (s *Store) AuditLogSecurity(ctx context.Context, f Filter) ([]AuditRecord, 
 		q = q.Where("occurred_at >= ?", f.Since.UTC())
 	}
 	if !f.Before.IsZero() {
-		q = q.Where("occurred_at < ?", f.Before.UTC())
+		q = q.Where("(occurred_at < ? OR (occurred_at = ? AND id < ?))", f.Before.UTC(), f.Before.UTC(), f.BeforeID)
 	}
 	if err := q.Scan(ctx); err != nil {
 		return nil, fmt.Errorf("store: read audit log: %w", err)
@@ -175,7 +181,7 @@ func (s *Store) Alerts(ctx context.Context, f Filter) ([]AlertRecord, error) {
 		q = q.Where("first_seen >= ?", f.Since.UTC())
 	}
 	if !f.Before.IsZero() {
-		q = q.Where("first_seen < ?", f.Before.UTC())
+		q = q.Where("(first_seen < ? OR (first_seen = ? AND id < ?))", f.Before.UTC(), f.Before.UTC(), f.BeforeID)
 	}
 	if err := q.Scan(ctx); err != nil {
 		return nil, fmt.Errorf("store: read alerts: %w", err)

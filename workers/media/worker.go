@@ -86,6 +86,7 @@ type Worker struct {
 
 	mu        sync.Mutex
 	downloads map[string]*download
+	finished  map[string]time.Time // downloads that ended, for late progress
 }
 
 type metrics struct {
@@ -96,16 +97,21 @@ type metrics struct {
 // download is the coalescing state of one download.
 type download struct {
 	lastEmit time.Time
+	lastSeq  uint64 // stream sequence of the newest progress taken
 	pending  *pending
 	timer    *time.Timer
 }
 
 type pending struct {
 	msg   jetstream.Msg
+	seq   uint64
 	emits []Emit
 	data  json.RawMessage
 	at    time.Time
 }
+
+// finishedTTL is how long late progress of an ended download is dropped.
+const finishedTTL = 10 * time.Minute
 
 // New returns a worker; reg receives its metrics (nil = none).
 func New(cfg Config, nc *nats.Conn, js jetstream.JetStream, v *schema.Validator, log zerolog.Logger, reg prometheus.Registerer) *Worker {
@@ -115,6 +121,7 @@ func New(cfg Config, nc *nats.Conn, js jetstream.JetStream, v *schema.Validator,
 		log:       log.With().Str("worker", "media").Logger(),
 		subj:      events.Subjects{Prefix: cfg.Prefix},
 		downloads: map[string]*download{},
+		finished:  map[string]time.Time{},
 		metrics: metrics{
 			consumed:    prometheus.NewCounter(prometheus.CounterOpts{Name: "medianest_media_events_consumed_total", Help: "Media events consumed."}),
 			routed:      prometheus.NewCounter(prometheus.CounterOpts{Name: "medianest_media_events_routed_total", Help: "Media events emitted to hub nodes."}),
@@ -185,8 +192,20 @@ func (w *Worker) consume(ctx context.Context) error {
 		return err
 	}
 	defer it.Stop()
-	stop := context.AfterFunc(ctx, it.Stop)
+	stop := context.AfterFunc(ctx, func() { bus.HandBack(it) })
 	defer stop()
+	sweep := time.NewTicker(time.Minute)
+	defer sweep.Stop()
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case now := <-sweep.C:
+				w.sweep(now)
+			}
+		}
+	}()
 	for {
 		m, err := it.Next()
 		if err != nil {
@@ -238,6 +257,9 @@ func (w *Worker) handle(ctx context.Context, m jetstream.Msg) {
 		}
 	}
 	p := &pending{msg: m, emits: emits, data: env.Data, at: at}
+	if md, err := m.Metadata(); err == nil {
+		p.seq = md.Sequence.Stream
+	}
 	dl, _ := data["download_id"].(string)
 	switch {
 	case name == events.MediaDownloadProgress && w.interval > 0:
@@ -254,11 +276,22 @@ func (w *Worker) handle(ctx context.Context, m jetstream.Msg) {
 func (w *Worker) progress(id string, p *pending) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if _, done := w.finished[id]; done {
+		_ = p.msg.Ack() // late progress of an ended download: never after its end
+		w.metrics.coalesced.Inc()
+		return
+	}
 	d := w.downloads[id]
 	if d == nil {
 		d = &download{}
 		w.downloads[id] = d
 	}
+	if p.seq != 0 && p.seq < d.lastSeq {
+		_ = p.msg.Ack() // older than what was taken already (a redelivery)
+		w.metrics.coalesced.Inc()
+		return
+	}
+	d.lastSeq = p.seq
 	now := time.Now()
 	if d.pending == nil && now.Sub(d.lastEmit) >= w.interval {
 		w.send(p)
@@ -300,11 +333,36 @@ func (w *Worker) terminal(id string, p *pending) {
 			d.timer.Stop()
 		}
 		if d.pending != nil {
-			w.send(d.pending)
+			if !w.send(d.pending) {
+				// The progress goes back for redelivery: so does the end,
+				// which must not overtake it.
+				d.pending = nil
+				_ = p.msg.NakWithDelay(time.Second)
+				return
+			}
+			d.pending = nil
 		}
 		delete(w.downloads, id)
 	}
-	w.send(p)
+	if w.send(p) {
+		w.finished[id] = time.Now()
+	}
+}
+
+// sweep forgets idle downloads and old ends.
+func (w *Worker) sweep(now time.Time) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for id, d := range w.downloads {
+		if d.pending == nil && now.Sub(d.lastEmit) > time.Minute {
+			delete(w.downloads, id)
+		}
+	}
+	for id, at := range w.finished {
+		if now.Sub(at) > finishedTTL {
+			delete(w.finished, id)
+		}
+	}
 }
 
 // flushAll sends every pending progress (when stopping).
@@ -325,7 +383,8 @@ func (w *Worker) flushAll() {
 // send publishes an event's emits and acknowledges it. The ack goes out on
 // the same connection after the emits, so the server sees the emits first:
 // if the connection drops in between, the event is redelivered.
-func (w *Worker) send(p *pending) {
+// It reports whether the event went out.
+func (w *Worker) send(p *pending) bool {
 	now := time.Now()
 	for _, e := range p.emits {
 		subject, err := w.subj.Emit(e.Namespace, e.Room)
@@ -335,7 +394,7 @@ func (w *Worker) send(p *pending) {
 		body, _ := json.Marshal(events.EmitMessage{Event: e.Event, Data: p.data, TS: now.UnixNano()})
 		if err := w.nc.Publish(subject, body); err != nil {
 			w.retry(p.msg, fmt.Errorf("emit: %w", err))
-			return
+			return false
 		}
 	}
 	_ = p.msg.Ack()
@@ -343,6 +402,7 @@ func (w *Worker) send(p *pending) {
 	if !p.at.IsZero() {
 		w.metrics.latency.Observe(now.Sub(p.at).Seconds())
 	}
+	return true
 }
 
 func (w *Worker) retry(m jetstream.Msg, err error) {

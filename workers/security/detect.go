@@ -168,15 +168,15 @@ func (d *Detector) Observe(o Observation) []*Alert {
 	ds := o.Data
 	switch o.Name {
 	case events.SecAuthFailed:
-		// An expired token is what a returning browser presents, not a
-		// guess: it does not count toward brute force.
-		if ds.IP != "" && ds.Code != "token_expired" {
+		// Only credential failures count: a forged or missing token is a
+		// guess; an expired one is what a returning browser presents, and
+		// session_* codes follow a logout, a revocation or a database
+		// outage — none of them an attack by the IP.
+		if ds.IP != "" && (ds.Code == "token_invalid" || ds.Code == "token_missing") {
 			add(d.count(RuleBruteForce, d.rules.BruteForce, "ip:"+ds.IP, o, ""))
 		}
-		if ds.IP != "" {
-			if ds.UserID != "" {
-				add(d.count(RuleCredentialStuffing, d.rules.CredentialStuffing, "ip:"+ds.IP, o, ds.UserID))
-			}
+		if ds.IP != "" && ds.UserID != "" && (ds.Code == "token_invalid" || ds.Code == "token_expired") {
+			add(d.count(RuleCredentialStuffing, d.rules.CredentialStuffing, "ip:"+ds.IP, o, ds.UserID))
 		}
 	case events.SecAuthenticated:
 		if ds.IP != "" {

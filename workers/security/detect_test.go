@@ -32,24 +32,31 @@ func TestDetections(t *testing.T) {
 		{"brute force: 9 failures stay quiet", func() []Observation {
 			var out []Observation
 			for i := range 9 {
-				out = append(out, obs(i, events.SecAuthFailed, t0.Add(time.Duration(i)*time.Second), events.SecurityData{IP: "1.2.3.4"}))
+				out = append(out, obs(i, events.SecAuthFailed, t0.Add(time.Duration(i)*time.Second), events.SecurityData{IP: "1.2.3.4", Code: "token_invalid"}))
+			}
+			return out
+		}, RuleBruteForce, "", 0, 0},
+		{"brute force: a database outage is not an attack", func() []Observation {
+			var out []Observation
+			for i := range 30 {
+				out = append(out, obs(i, events.SecAuthFailed, t0.Add(time.Duration(i)*time.Second), events.SecurityData{IP: "1.2.3.4", Code: "session_unavailable", UserID: fmt.Sprint("u", i)}))
 			}
 			return out
 		}, RuleBruteForce, "", 0, 0},
 		{"brute force: failures spread wider than the window stay quiet", func() []Observation {
 			var out []Observation
 			for i := range 20 {
-				out = append(out, obs(i, events.SecAuthFailed, t0.Add(time.Duration(i)*7*time.Second), events.SecurityData{IP: "1.2.3.4"}))
+				out = append(out, obs(i, events.SecAuthFailed, t0.Add(time.Duration(i)*7*time.Second), events.SecurityData{IP: "1.2.3.4", Code: "token_invalid"}))
 			}
 			return out
 		}, RuleBruteForce, "", 0, 0},
 		{"brute force: a new window raises a new alert", func() []Observation {
 			var out []Observation
 			for i := range 10 {
-				out = append(out, obs(i, events.SecAuthFailed, t0.Add(time.Duration(i)*time.Second), events.SecurityData{IP: "1.2.3.4"}))
+				out = append(out, obs(i, events.SecAuthFailed, t0.Add(time.Duration(i)*time.Second), events.SecurityData{IP: "1.2.3.4", Code: "token_invalid"}))
 			}
 			for i := range 10 {
-				out = append(out, obs(100+i, events.SecAuthFailed, t0.Add(10*time.Minute+time.Duration(i)*time.Second), events.SecurityData{IP: "1.2.3.4"}))
+				out = append(out, obs(100+i, events.SecAuthFailed, t0.Add(10*time.Minute+time.Duration(i)*time.Second), events.SecurityData{IP: "1.2.3.4", Code: "token_invalid"}))
 			}
 			return out
 		}, RuleBruteForce, "ip:1.2.3.4", 2, 10},
@@ -63,14 +70,14 @@ func TestDetections(t *testing.T) {
 		{"credential stuffing: 5 distinct users from one IP", func() []Observation {
 			var out []Observation
 			for i := range 6 {
-				out = append(out, obs(i, events.SecAuthFailed, t0.Add(time.Duration(i)*time.Minute), events.SecurityData{IP: "5.6.7.8", UserID: fmt.Sprint("u", i%6)}))
+				out = append(out, obs(i, events.SecAuthFailed, t0.Add(time.Duration(i)*time.Minute), events.SecurityData{IP: "5.6.7.8", Code: "token_invalid", UserID: fmt.Sprint("u", i%6)}))
 			}
 			return out
 		}, RuleCredentialStuffing, "ip:5.6.7.8", 1, 6},
 		{"credential stuffing: one user many times is not stuffing", func() []Observation {
 			var out []Observation
 			for i := range 9 {
-				out = append(out, obs(i, events.SecAuthFailed, t0.Add(time.Duration(i)*time.Minute), events.SecurityData{IP: "5.6.7.8", UserID: "u1"}))
+				out = append(out, obs(i, events.SecAuthFailed, t0.Add(time.Duration(i)*time.Minute), events.SecurityData{IP: "5.6.7.8", Code: "token_invalid", UserID: "u1"}))
 			}
 			return out
 		}, RuleCredentialStuffing, "", 0, 0},
@@ -136,7 +143,7 @@ func TestDetectorIsDeterministic(t *testing.T) {
 	t0 := time.Date(2026, 12, 3, 10, 0, 0, 0, time.UTC)
 	var in []Observation
 	for i := range 40 {
-		in = append(in, obs(i, events.SecAuthFailed, t0.Add(time.Duration(i)*500*time.Millisecond), events.SecurityData{IP: fmt.Sprint("1.2.3.", i%2), UserID: fmt.Sprint("u", i%7)}))
+		in = append(in, obs(i, events.SecAuthFailed, t0.Add(time.Duration(i)*500*time.Millisecond), events.SecurityData{IP: fmt.Sprint("1.2.3.", i%2), Code: "token_invalid", UserID: fmt.Sprint("u", i%7)}))
 	}
 	ids := func() []string {
 		d := NewDetector(Rules{})

@@ -208,6 +208,11 @@ func (w *Worker) session(ctx context.Context) error {
 				return nil
 			}
 			w.log.Warn().Err(err).Msg("batch not applied; rebuilding detections and retrying")
+			select { // back off here rather than with delayed naks, which would reorder
+			case <-ctx.Done():
+				return nil
+			case <-time.After(time.Second):
+			}
 		}
 	}
 	return nil
@@ -223,7 +228,7 @@ func (w *Worker) consume(ctx context.Context, cons jetstream.Consumer) error {
 		return err
 	}
 	defer it.Stop()
-	stop := context.AfterFunc(ctx, it.Stop)
+	stop := context.AfterFunc(ctx, func() { bus.HandBack(it) })
 	defer stop()
 	msgs := make([]jetstream.Msg, 0, w.cfg.Batch)
 	for ctx.Err() == nil {
@@ -252,12 +257,16 @@ func (w *Worker) consume(ctx context.Context, cons jetstream.Consumer) error {
 			msgs = append(msgs, m)
 		}
 		if err := w.handle(ctx, msgs); err != nil {
+			// Hand the batch and everything fetched after it back at once
+			// and in order, so redelivery keeps the stream's order.
 			for _, m := range msgs {
-				_ = m.NakWithDelay(time.Second)
+				_ = m.Nak()
 			}
+			bus.HandBack(it)
 			return err
 		}
 	}
+	bus.HandBack(it)
 	return nil
 }
 
@@ -274,7 +283,15 @@ func (w *Worker) rebuild(ctx context.Context, cons jetstream.Consumer) error {
 	if floor == 0 {
 		return nil
 	}
-	start := time.Now().Add(-w.detector.Rules().MaxWindow() - time.Minute)
+	// Replay the window that ends at the last acknowledged event, wherever
+	// in time that is (the worker may have been down a while).
+	end := time.Now()
+	if stream, err := w.js.Stream(ctx, w.stream); err == nil {
+		if msg, err := stream.GetMsg(ctx, floor); err == nil {
+			end = msg.Time
+		}
+	}
+	start := end.Add(-w.detector.Rules().MaxWindow() - time.Minute)
 	replay, err := w.js.OrderedConsumer(ctx, w.stream, jetstream.OrderedConsumerConfig{
 		FilterSubjects: []string{w.subj.Events(events.DomainSecurity)},
 		DeliverPolicy:  jetstream.DeliverByStartTimePolicy,
@@ -332,14 +349,21 @@ func (w *Worker) parse(raw []byte) (Observation, json.RawMessage, error) {
 }
 
 // handle applies one batch: audit rows, detections, alerts and blocks in
-// one transaction, then the publishes, then the acks.
+// one transaction, then the publishes, then the acks. Only events the
+// audit log did not hold yet are observed, so a redelivered event is never
+// counted twice.
 func (w *Worker) handle(ctx context.Context, msgs []jetstream.Msg) error {
 	start := time.Now()
+	type item struct {
+		o Observation
+		m jetstream.Msg
+	}
 	var (
+		items   []item
 		recs    []store.AuditRecord
 		changed = map[string]*Alert{}
 		order   []string
-		keep    []jetstream.Msg
+		blocks  []store.IPBlock
 	)
 	for _, m := range msgs {
 		o, data, err := w.parse(m.Data())
@@ -349,7 +373,7 @@ func (w *Worker) handle(ctx context.Context, msgs []jetstream.Msg) error {
 			}
 			continue
 		}
-		keep = append(keep, m)
+		items = append(items, item{o, m})
 		var seq int64
 		if md, err := m.Metadata(); err == nil {
 			seq = int64(md.Sequence.Stream)
@@ -358,31 +382,36 @@ func (w *Worker) handle(ctx context.Context, msgs []jetstream.Msg) error {
 			ID: o.ID, Type: "security." + o.Name, OccurredAt: o.Time.UTC(), IP: o.Data.IP, UserID: o.Data.UserID,
 			SessionID: o.Data.SessionID, Namespace: o.Data.Namespace, Code: o.Data.Code, Data: string(data), StreamSeq: seq,
 		})
-		for _, a := range w.detector.Observe(o) {
-			if _, seen := changed[a.ID]; !seen {
-				order = append(order, a.ID)
-			}
-			cp := *a
-			if prev := changed[a.ID]; prev != nil && prev.Raised {
-				cp.Raised = true // raised within this batch: still to publish
-			}
-			changed[a.ID] = &cp
-		}
 	}
-	var blocks []store.IPBlock
-	for _, id := range order {
-		a := changed[id]
-		if a.Raised && !w.cfg.NoIPBlocks && (a.Rule == RuleBruteForce || a.Rule == RuleCredentialStuffing) {
-			now := time.Now().UTC()
-			blocks = append(blocks, store.IPBlock{
-				IP: strings.TrimPrefix(a.Subject, "ip:"), Reason: a.Summary(), AlertID: a.ID, CreatedAt: now, ExpiresAt: now.Add(w.cfg.BlockFor),
-			})
-		}
-	}
-	if len(recs) > 0 || len(changed) > 0 {
+	if len(items) > 0 {
 		err := w.store.DB.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
-			if _, err := store.InsertAudit(ctx, tx, recs); err != nil {
+			fresh, err := store.InsertAudit(ctx, tx, recs)
+			if err != nil {
 				return err
+			}
+			for _, it := range items {
+				if !fresh[it.o.ID] {
+					continue // already stored and observed: a redelivery
+				}
+				for _, a := range w.detector.Observe(it.o) {
+					if _, seen := changed[a.ID]; !seen {
+						order = append(order, a.ID)
+					}
+					cp := *a
+					if prev := changed[a.ID]; prev != nil && prev.Raised {
+						cp.Raised = true // raised within this batch: still to publish
+					}
+					changed[a.ID] = &cp
+				}
+			}
+			for _, id := range order {
+				a := changed[id]
+				if a.Raised && !w.cfg.NoIPBlocks && (a.Rule == RuleBruteForce || a.Rule == RuleCredentialStuffing) {
+					now := time.Now().UTC()
+					blocks = append(blocks, store.IPBlock{
+						IP: strings.TrimPrefix(a.Subject, "ip:"), Reason: a.Summary(), AlertID: a.ID, CreatedAt: now, ExpiresAt: now.Add(w.cfg.BlockFor),
+					})
+				}
 			}
 			if len(order) > 0 {
 				recs := make([]store.AlertRecord, len(order))
@@ -407,10 +436,18 @@ func (w *Worker) handle(ctx context.Context, msgs []jetstream.Msg) error {
 	if err := w.publishRaised(ctx, order, changed, blocks); err != nil {
 		return err
 	}
-	for _, m := range keep {
-		_ = m.Ack()
+	// Ack in order; the last one synchronously, so the consumer's ack
+	// floor (where a rebuild replays up to) is current.
+	for i, it := range items {
+		if i == len(items)-1 {
+			actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			_ = it.m.DoubleAck(actx)
+			cancel()
+			continue
+		}
+		_ = it.m.Ack()
 	}
-	w.metrics.events.WithLabelValues("stored").Add(float64(len(keep)))
+	w.metrics.events.WithLabelValues("stored").Add(float64(len(items)))
 	w.metrics.batchTime.Observe(time.Since(start).Seconds())
 	return nil
 }
