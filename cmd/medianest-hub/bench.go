@@ -96,6 +96,63 @@ func newBenchCmd() *cobra.Command {
 	mf.IntVar(&mo.Users, "users", 100, "connected users the downloads belong to")
 	mf.BoolVar(&verbose, "verbose", false, "log progress")
 	c.AddCommand(media)
+
+	var fo loadtest.FanoutOptions
+	fanout := &cobra.Command{
+		Use:   "fanout",
+		Short: "Fan-out: subscribers in one room, publishes at a rate; deliveries/s, loss, latency, CPU per delivery",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			res, err := loadtest.RunFanout(cmd.Context(), fo, benchLogger(verbose))
+			if err != nil {
+				return fmt.Errorf("bench fanout: %w", err)
+			}
+			enc := json.NewEncoder(cmd.OutOrStdout())
+			for _, r := range res {
+				if err := enc.Encode(r); err != nil {
+					return err
+				}
+			}
+			return nil
+		},
+	}
+	ff := fanout.Flags()
+	ff.IntVar(&fo.Nodes, "nodes", 1, "hub processes (subscribers spread over them; publishes reach them through NATS)")
+	ff.IntVar(&fo.Subscribers, "subscribers", 1000, "sockets in the room")
+	ff.IntVar(&fo.Rate, "rate", 100, "messages per second (the ramp's first step)")
+	ff.DurationVar(&fo.Duration, "duration", 10*time.Second, "how long each step publishes")
+	ff.StringVar(&fo.Via, "via", "nats", "publish through nats (hub.emit) or client (media-status)")
+	ff.IntVar(&fo.Size, "size", 100, "payload bytes")
+	ff.BoolVar(&fo.Ramp, "ramp", false, "raise the rate by half each step until loss or p99 over --max-p99")
+	ff.DurationVar(&fo.MaxP99, "max-p99", 100*time.Millisecond, "the ramp's latency bound")
+	ff.BoolVar(&verbose, "verbose", false, "log progress")
+	c.AddCommand(fanout)
+
+	for _, idle := range []bool{false, true} {
+		var co loadtest.ConnOptions
+		name, short := "connect", "Connections per second: authenticated /media sockets on one hub process"
+		if idle {
+			name, short = "idle", "Idle connections: hold N authenticated sockets and report the hub's RSS per connection"
+		}
+		cc := &cobra.Command{
+			Use: name, Short: short, Args: cobra.NoArgs,
+			RunE: func(cmd *cobra.Command, _ []string) error {
+				res, err := loadtest.RunConnect(cmd.Context(), co, idle, benchLogger(verbose))
+				if err != nil {
+					return fmt.Errorf("bench %s: %w", name, err)
+				}
+				return json.NewEncoder(cmd.OutOrStdout()).Encode(res)
+			},
+		}
+		cf := cc.Flags()
+		cf.IntVar(&co.Connections, "connections", 0, "connections (default 5,000 for connect, 10,000 for idle)")
+		cf.IntVar(&co.Concurrency, "concurrency", 100, "connects in flight")
+		if idle {
+			cf.DurationVar(&co.Hold, "hold", 30*time.Second, "how long to hold the connections")
+		}
+		cf.BoolVar(&verbose, "verbose", false, "log progress")
+		c.AddCommand(cc)
+	}
 	return c
 }
 

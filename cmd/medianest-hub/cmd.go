@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
+	"net/http/pprof"
 	"os"
 	"strings"
 	"time"
@@ -188,6 +190,9 @@ func newServeCmd(lookup config.LookupFunc) *cobra.Command {
 			}
 			feed := &hub.LogFeed{}
 			log := newLogger(cfg, feed)
+			if cfg.PprofAddr != "" {
+				go servePprof(cfg.PprofAddr, log)
+			}
 			ln, err := net.Listen("tcp", cfg.ListenAddr)
 			if err != nil {
 				return fmt.Errorf("listen on MEDIANEST_LISTEN_ADDR %s: %w", cfg.ListenAddr, err)
@@ -276,4 +281,19 @@ socket.on("welcome", console.log); socket.on("pong", console.log); socket.emit("
 
 `, admin, user, port, user)
 	return err
+}
+
+// servePprof serves the Go profiler on its own listener, for operators
+// chasing a performance problem (MEDIANEST_PPROF_ADDR; keep it on loopback).
+func servePprof(addr string, log zerolog.Logger) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	log.Info().Str("addr", addr).Msg("pprof listening")
+	srv := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	if err := srv.ListenAndServe(); err != nil {
+		log.Error().Err(err).Msg("pprof server stopped")
+	}
 }

@@ -59,6 +59,7 @@ type Config struct {
 	AlertWebhookURL      string               // MEDIANEST_ALERT_WEBHOOK_URL, empty = none
 	AlertWebhookSecret   string               // MEDIANEST_ALERT_WEBHOOK_SECRET, HMAC key, optional
 	Detections           map[string]Threshold // MEDIANEST_DETECT_<RULE>, "count/window"
+	PprofAddr            string               // MEDIANEST_PPROF_ADDR, serve net/http/pprof here (keep it on loopback); empty = off
 	MediaRoutesFile      string               // MEDIANEST_MEDIA_ROUTES, JSON routing table; empty = the default
 	MediaProgressRate    float64              // MEDIANEST_MEDIA_PROGRESS_RATE, progress updates per download per second, default 4; 0 = no coalescing
 }
@@ -249,6 +250,7 @@ func Load(lookup LookupFunc) (Config, error) {
 	boolean("MEDIANEST_SECURITY_REVOKE_REPLAY", &c.SecurityRevokeReplay)
 	str("MEDIANEST_ALERT_WEBHOOK_URL", &c.AlertWebhookURL)
 	str("MEDIANEST_MEDIA_ROUTES", &c.MediaRoutesFile)
+	str("MEDIANEST_PPROF_ADDR", &c.PprofAddr)
 	if v, ok := lookup("MEDIANEST_MEDIA_PROGRESS_RATE"); ok && strings.TrimSpace(v) != "" {
 		r, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
 		if err != nil || r < 0 {
