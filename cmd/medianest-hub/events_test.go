@@ -5,32 +5,15 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
-	"time"
-
-	"github.com/nats-io/nats-server/v2/server"
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/medianest/hub/events"
 	"github.com/medianest/hub/internal/bus"
+	"github.com/medianest/hub/internal/natstest"
 )
 
 func TestEventsTail(t *testing.T) {
-	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ns.Start()
-	defer ns.Shutdown()
-	if !ns.ReadyForConnections(5 * time.Second) {
-		t.Fatal("nats not ready")
-	}
-	nc, err := nats.Connect(ns.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
+	ns := natstest.Server(t)
+	_, js := natstest.Connect(t, ns)
 	if err := bus.EnsureStreams(context.Background(), js, bus.StreamOptions{}); err != nil {
 		t.Fatal(err)
 	}

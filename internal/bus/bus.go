@@ -6,8 +6,10 @@ package bus
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/medianest/hub/events"
@@ -93,4 +95,26 @@ func HandBack(it jetstream.MessagesContext) {
 		}
 		_ = m.Nak()
 	}
+}
+
+// DeadLetter stores an invalid event on the domain's dead-letter subject
+// with the reason, the original subject and stream sequence in headers
+// (deduplicated by that sequence), and then acknowledges the original.
+// The original is acknowledged only once the dead letter is stored: on an
+// error it is left for the caller to redeliver, so nothing is lost.
+func DeadLetter(ctx context.Context, js jetstream.JetStream, subj events.Subjects, domain string, m jetstream.Msg, reason string) error {
+	msg := nats.NewMsg(subj.DeadLetter(domain))
+	msg.Data = m.Data()
+	msg.Header.Set(events.HeaderDeadLetterReason, reason)
+	msg.Header.Set(events.HeaderDeadLetterSubject, m.Subject())
+	if md, err := m.Metadata(); err == nil {
+		seq := strconv.FormatUint(md.Sequence.Stream, 10)
+		msg.Header.Set(events.HeaderDeadLetterStream, seq)
+		msg.Header.Set(nats.MsgIdHdr, "dl-"+md.Stream+"-"+seq)
+	}
+	if _, err := js.PublishMsg(ctx, msg); err != nil {
+		return fmt.Errorf("dead-letter: %w", err)
+	}
+	_ = m.Ack()
+	return nil
 }

@@ -26,6 +26,7 @@ import (
 	"github.com/medianest/hub/hub/auth"
 	"github.com/medianest/hub/internal/app"
 	"github.com/medianest/hub/internal/config"
+	"github.com/medianest/hub/internal/natstest"
 )
 
 const secret = "e2e-secret-e2e-secret-e2e-secret-e2e"
@@ -33,18 +34,7 @@ const secret = "e2e-secret-e2e-secret-e2e-secret-e2e"
 // startNATS runs an embedded NATS server with JetStream on a random port.
 func startNATS(t *testing.T) *server.Server {
 	t.Helper()
-	ns, err := server.NewServer(&server.Options{
-		Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ns.Start()
-	if !ns.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats not ready")
-	}
-	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
-	return ns
+	return natstest.Server(t)
 }
 
 // hubNode is one hub under test.

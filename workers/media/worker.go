@@ -18,7 +18,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -415,19 +414,10 @@ func (w *Worker) retry(m jetstream.Msg, err error) {
 }
 
 func (w *Worker) deadLetter(ctx context.Context, m jetstream.Msg, reason string) {
-	msg := nats.NewMsg(w.subj.DeadLetter(events.DomainMedia))
-	msg.Data = m.Data()
-	msg.Header.Set(events.HeaderDeadLetterReason, reason)
-	msg.Header.Set(events.HeaderDeadLetterSubject, m.Subject())
-	if md, err := m.Metadata(); err == nil {
-		msg.Header.Set(events.HeaderDeadLetterStream, strconv.FormatUint(md.Sequence.Stream, 10))
-		msg.Header.Set(nats.MsgIdHdr, "dl-"+md.Stream+"-"+strconv.FormatUint(md.Sequence.Stream, 10))
-	}
-	if _, err := w.js.PublishMsg(ctx, msg); err != nil {
-		w.retry(m, fmt.Errorf("dead-letter: %w", err))
+	if err := bus.DeadLetter(ctx, w.js, w.subj, events.DomainMedia, m, reason); err != nil {
+		w.retry(m, err)
 		return
 	}
-	_ = m.Ack()
 	w.metrics.deadLetters.Inc()
 	w.log.Warn().Str("subject", m.Subject()).Str("reason", reason).Msg("media event dead-lettered")
 }

@@ -20,7 +20,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 	"time"
 
@@ -523,18 +522,9 @@ func (w *Worker) revoke(ctx context.Context, a *Alert) error {
 }
 
 func (w *Worker) deadLetter(ctx context.Context, m jetstream.Msg, reason string) error {
-	msg := nats.NewMsg(w.subj.DeadLetter(events.DomainSecurity))
-	msg.Data = m.Data()
-	msg.Header.Set(events.HeaderDeadLetterReason, reason)
-	msg.Header.Set(events.HeaderDeadLetterSubject, m.Subject())
-	if md, err := m.Metadata(); err == nil {
-		msg.Header.Set(events.HeaderDeadLetterStream, strconv.FormatUint(md.Sequence.Stream, 10))
-		msg.Header.Set(nats.MsgIdHdr, "dl-"+md.Stream+"-"+strconv.FormatUint(md.Sequence.Stream, 10))
+	if err := bus.DeadLetter(ctx, w.js, w.subj, events.DomainSecurity, m, reason); err != nil {
+		return err
 	}
-	if _, err := w.js.PublishMsg(ctx, msg); err != nil {
-		return fmt.Errorf("dead-letter: %w", err)
-	}
-	_ = m.Ack()
 	w.metrics.deadLetters.Inc()
 	w.metrics.events.WithLabelValues("dead_lettered").Inc()
 	w.log.Warn().Str("subject", m.Subject()).Str("reason", reason).Msg("security event dead-lettered")

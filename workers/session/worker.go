@@ -14,7 +14,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strconv"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -24,6 +23,7 @@ import (
 	"github.com/uptrace/bun"
 
 	"github.com/medianest/hub/events"
+	"github.com/medianest/hub/internal/bus"
 	"github.com/medianest/hub/internal/cluster"
 	"github.com/medianest/hub/internal/store"
 	"github.com/medianest/hub/schema"
@@ -320,24 +320,13 @@ func (w *Worker) enforce(ctx context.Context, ev events.Event, typ string) error
 // deadLetter moves an invalid event to the dead-letter subject with the
 // reason; the original is acknowledged only once the dead letter is stored.
 func (w *Worker) deadLetter(ctx context.Context, m jetstream.Msg, reason string) {
-	msg := nats.NewMsg(w.subj.DeadLetter(events.DomainSession))
-	msg.Data = m.Data()
-	msg.Header.Set(events.HeaderDeadLetterReason, reason)
-	msg.Header.Set(events.HeaderDeadLetterSubject, m.Subject())
-	if md, err := m.Metadata(); err == nil {
-		msg.Header.Set(events.HeaderDeadLetterStream, strconv.FormatUint(md.Sequence.Stream, 10))
-		msg.Header.Set(nats.MsgIdHdr, "dl-"+md.Stream+"-"+strconv.FormatUint(md.Sequence.Stream, 10))
-	}
-	if _, err := w.js.PublishMsg(ctx, msg); err != nil {
-		w.retry(m, fmt.Errorf("dead-letter: %w", err))
+	if err := bus.DeadLetter(ctx, w.js, w.subj, events.DomainSession, m, reason); err != nil {
+		w.retry(m, err)
 		return
 	}
 	w.metrics.deadLetters.Inc()
 	w.metrics.events.WithLabelValues("dead_lettered").Inc()
 	w.log.Warn().Str("subject", m.Subject()).Str("reason", reason).Msg("session event dead-lettered")
-	if err := ack(ctx, m); err != nil {
-		w.log.Warn().Err(err).Msg("ack of a dead-lettered event failed")
-	}
 }
 
 // ack confirms a message even while the worker is stopping: the effect is
