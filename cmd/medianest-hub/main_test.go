@@ -156,6 +156,38 @@ func TestBenchRevoke(t *testing.T) {
 	}
 }
 
+// TestBenchScenarios runs the other scenarios at a small size: each must
+// complete and account for every message (no timing is asserted).
+func TestBenchScenarios(t *testing.T) {
+	bin := buildBinary(t)
+	tests := []struct {
+		name  string
+		args  []string
+		check func(map[string]any) bool
+	}{
+		{"fanout", []string{"bench", "fanout", "--subscribers", "20", "--rate", "20", "--duration", "1s"},
+			func(r map[string]any) bool { return r["lost"] == 0.0 && r["delivered"] == 400.0 }},
+		{"media", []string{"bench", "media", "--events", "500", "--users", "5"},
+			func(r map[string]any) bool { return r["delivered_to_client"] == 500.0 }},
+		{"security", []string{"bench", "security", "--events", "2000"},
+			func(r map[string]any) bool { return r["stored"] == 2000.0 }},
+		{"connect", []string{"bench", "connect", "--connections", "100"},
+			func(r map[string]any) bool { return r["failed"] == 0.0 && r["connections"] == 100.0 }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			out, err := exec.Command(bin, tt.args...).Output()
+			if err != nil {
+				t.Fatalf("%v: %v", tt.args, err)
+			}
+			var r map[string]any
+			if err := json.Unmarshal(bytes.TrimSpace(out), &r); err != nil || !tt.check(r) {
+				t.Fatalf("result %s (%v)", out, err)
+			}
+		})
+	}
+}
+
 // TestServeDevDrainsOnSIGTERM runs the real binary: --dev prints tokens and
 // a snippet, a client connects, SIGTERM closes it with "going away" and the
 // process exits cleanly, and no token or secret reaches the log.

@@ -3,8 +3,6 @@ package loadtest
 import (
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -13,7 +11,6 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/medianest/hub/hub/auth"
-	"github.com/medianest/hub/internal/natsembed"
 )
 
 // ConnOptions configure the connect and idle scenarios.
@@ -59,22 +56,12 @@ func RunConnect(ctx context.Context, o ConnOptions, idle bool, log zerolog.Logge
 	if idle {
 		res.Scenario = "idle"
 	}
-	dir, err := os.MkdirTemp("", "medianest-bench-")
+	b, err := newBench(ctx, 1, "", log, "MEDIANEST_SESSION_MODE=stateless", "MEDIANEST_COMPONENTS=hub")
 	if err != nil {
 		return res, err
 	}
-	defer os.RemoveAll(dir)
-	ns, err := natsembed.Start(natsembed.Options{StoreDir: filepath.Join(dir, "nats"), Listen: "127.0.0.1:-1"})
-	if err != nil {
-		return res, err
-	}
-	defer ns.Shutdown()
-	nodes, err := startNodesWith(ctx, 1, ns.ClientURL(), "sqlite:"+filepath.Join(dir, "bench.db"), dir, log,
-		"MEDIANEST_SESSION_MODE=stateless", "MEDIANEST_COMPONENTS=hub")
-	if err != nil {
-		return res, err
-	}
-	defer stopNodes(nodes)
+	defer b.close()
+	nodes := b.nodes
 	pid := nodes[0].cmd.Process.Pid
 	time.Sleep(500 * time.Millisecond)
 	res.NodeRSSBefore = rss(pid)

@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -16,7 +14,6 @@ import (
 
 	"github.com/medianest/hub/events"
 	"github.com/medianest/hub/hub/auth"
-	"github.com/medianest/hub/internal/natsembed"
 )
 
 // FanoutOptions configure the fan-out scenario.
@@ -80,22 +77,12 @@ func RunFanout(ctx context.Context, o FanoutOptions, log zerolog.Logger) ([]Fano
 	if o.Concurrency <= 0 {
 		o.Concurrency = 100
 	}
-	dir, err := os.MkdirTemp("", "medianest-bench-")
+	b, err := newBench(ctx, o.Nodes, "", log, "MEDIANEST_SESSION_MODE=stateless", "MEDIANEST_COMPONENTS=hub", "MEDIANEST_SEND_QUEUE=1024")
 	if err != nil {
 		return nil, err
 	}
-	defer os.RemoveAll(dir)
-	ns, err := natsembed.Start(natsembed.Options{StoreDir: filepath.Join(dir, "nats"), Listen: "127.0.0.1:-1"})
-	if err != nil {
-		return nil, err
-	}
-	defer ns.Shutdown()
-	nodes, err := startNodesWith(ctx, o.Nodes, ns.ClientURL(), "sqlite:"+filepath.Join(dir, "bench.db"), dir, log,
-		"MEDIANEST_SESSION_MODE=stateless", "MEDIANEST_COMPONENTS=hub", "MEDIANEST_SEND_QUEUE=1024")
-	if err != nil {
-		return nil, err
-	}
-	defer stopNodes(nodes)
+	defer b.close()
+	nodes, ns := b.nodes, b.ns
 
 	// Subscribers.
 	var delivered atomic.Int64

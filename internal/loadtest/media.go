@@ -4,8 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"os"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -16,7 +14,6 @@ import (
 
 	"github.com/medianest/hub/events"
 	"github.com/medianest/hub/hub/auth"
-	"github.com/medianest/hub/internal/natsembed"
 )
 
 // MediaOptions configure the media benchmark.
@@ -56,26 +53,16 @@ func RunMedia(ctx context.Context, o MediaOptions, log zerolog.Logger) (MediaRes
 		o.Users = 100
 	}
 	res := MediaResult{Scenario: "media-worker", Coalescing: o.Coalesce, Events: o.Events, Rate: o.Rate}
-	dir, err := os.MkdirTemp("", "medianest-bench-")
-	if err != nil {
-		return res, err
-	}
-	defer os.RemoveAll(dir)
-	ns, err := natsembed.Start(natsembed.Options{StoreDir: filepath.Join(dir, "nats"), Listen: "127.0.0.1:-1"})
-	if err != nil {
-		return res, err
-	}
-	defer ns.Shutdown()
 	rate := "0"
 	if o.Coalesce {
 		rate = "4"
 	}
-	nodes, err := startNodesWith(ctx, 1, ns.ClientURL(), "sqlite:"+filepath.Join(dir, "bench.db"), dir, log,
-		"MEDIANEST_SESSION_MODE=stateless", "MEDIANEST_COMPONENTS=hub,media-worker", "MEDIANEST_MEDIA_PROGRESS_RATE="+rate)
+	b, err := newBench(ctx, 1, "", log, "MEDIANEST_SESSION_MODE=stateless", "MEDIANEST_COMPONENTS=hub,media-worker", "MEDIANEST_MEDIA_PROGRESS_RATE="+rate)
 	if err != nil {
 		return res, err
 	}
-	defer stopNodes(nodes)
+	defer b.close()
+	nodes, ns := b.nodes, b.ns
 
 	var mu sync.Mutex
 	var lat []time.Duration

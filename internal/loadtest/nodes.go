@@ -11,7 +11,10 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/rs/zerolog"
+
+	"github.com/medianest/hub/internal/natsembed"
 )
 
 // node is a hub process the load tool started.
@@ -112,4 +115,46 @@ func stopNodes(nodes []*node) {
 			<-done
 		}
 	}
+}
+
+// bench is a run's environment: a temporary directory, an embedded NATS
+// server the tool and the nodes share, and hub processes.
+type bench struct {
+	dir   string
+	ns    *server.Server
+	nodes []*node
+}
+
+// newBench makes the directory and the NATS server, and starts nodes hub
+// processes on db ("" = SQLite in the directory) with the extra
+// environment. close undoes it all.
+func newBench(ctx context.Context, nodes int, db string, log zerolog.Logger, extra ...string) (*bench, error) {
+	dir, err := os.MkdirTemp("", "medianest-bench-")
+	if err != nil {
+		return nil, err
+	}
+	b := &bench{dir: dir}
+	b.ns, err = natsembed.Start(natsembed.Options{StoreDir: filepath.Join(dir, "nats"), Listen: "127.0.0.1:-1"})
+	if err != nil {
+		b.close()
+		return nil, err
+	}
+	if nodes > 0 {
+		if db == "" {
+			db = "sqlite:" + filepath.Join(dir, "bench.db")
+		}
+		if b.nodes, err = startNodesWith(ctx, nodes, b.ns.ClientURL(), db, dir, log, extra...); err != nil {
+			b.close()
+			return nil, err
+		}
+	}
+	return b, nil
+}
+
+func (b *bench) close() {
+	stopNodes(b.nodes)
+	if b.ns != nil {
+		b.ns.Shutdown()
+	}
+	os.RemoveAll(b.dir)
 }

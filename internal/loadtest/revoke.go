@@ -11,7 +11,6 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"os"
-	"path/filepath"
 	"sync"
 	"time"
 
@@ -21,7 +20,6 @@ import (
 
 	"github.com/medianest/hub/events"
 	"github.com/medianest/hub/hub/auth"
-	"github.com/medianest/hub/internal/natsembed"
 )
 
 // RevokeOptions configure the revocation benchmark.
@@ -75,29 +73,15 @@ func RunRevoke(ctx context.Context, o RevokeOptions, log zerolog.Logger) (Revoke
 		o.Concurrency = 100
 	}
 	res := RevokeResult{Scenario: "revoke", Nodes: o.Nodes, Sockets: o.Sockets, Database: "sqlite"}
-	dir, err := os.MkdirTemp("", "medianest-bench-")
-	if err != nil {
-		return res, err
-	}
-	defer os.RemoveAll(dir)
-	db := o.DatabaseURL
-	if db == "" {
-		db = "sqlite:" + filepath.Join(dir, "bench.db")
-	} else {
+	if o.DatabaseURL != "" {
 		res.Database = "postgres"
 	}
-
-	ns, err := natsembed.Start(natsembed.Options{StoreDir: filepath.Join(dir, "nats"), Listen: "127.0.0.1:-1"})
+	b, err := newBench(ctx, o.Nodes, o.DatabaseURL, log)
 	if err != nil {
 		return res, err
 	}
-	defer ns.Shutdown()
-
-	nodes, err := startNodes(ctx, o.Nodes, ns.ClientURL(), db, dir, log)
-	if err != nil {
-		return res, err
-	}
-	defer stopNodes(nodes)
+	defer b.close()
+	nodes, ns := b.nodes, b.ns
 	urls := make([]string, len(nodes))
 	for i, n := range nodes {
 		urls[i] = n.url

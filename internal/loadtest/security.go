@@ -4,8 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -14,7 +12,6 @@ import (
 
 	"github.com/medianest/hub/events"
 	"github.com/medianest/hub/internal/bus"
-	"github.com/medianest/hub/internal/natsembed"
 	"github.com/medianest/hub/internal/store"
 	"github.com/medianest/hub/schema"
 	"github.com/medianest/hub/workers/security"
@@ -47,19 +44,15 @@ func RunSecurity(ctx context.Context, o SecurityOptions, log zerolog.Logger) (Se
 		o.Events = 200_000
 	}
 	res := SecurityResult{Scenario: "security-worker", Database: "sqlite", Events: o.Events}
-	dir, err := os.MkdirTemp("", "medianest-bench-")
-	if err != nil {
-		return res, err
-	}
-	defer os.RemoveAll(dir)
 	if o.DatabaseURL != "" {
 		res.Database = "postgres"
 	}
-	ns, err := natsembed.Start(natsembed.Options{StoreDir: filepath.Join(dir, "nats"), Listen: "127.0.0.1:-1"})
+	b, err := newBench(ctx, 0, "", log)
 	if err != nil {
 		return res, err
 	}
-	defer ns.Shutdown()
+	defer b.close()
+	ns, dir := b.ns, b.dir
 	nc, err := nats.Connect(ns.ClientURL())
 	if err != nil {
 		return res, err
