@@ -11,6 +11,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
+	"strconv"
 	"strings"
 	"time"
 
@@ -171,9 +173,18 @@ func (v *Verifier) parse(token string, secret []byte) (*Claims, error) {
 }
 
 // Claims are the token claims MediaNest reads: the registered ones plus
-// userId, role, roles, sessionId/sid, email and name.
+// userId, role, roles, sessionId/sid, email and name. The registered
+// claims are decoded here rather than with jwt.RegisteredClaims, whose
+// dates decode through a nested json.Unmarshal each: token verification
+// is on the connect path.
 type Claims struct {
-	jwt.RegisteredClaims
+	Issuer    string     `json:"iss,omitempty"`
+	Subject   string     `json:"sub,omitempty"`
+	Audience  audience   `json:"aud,omitempty"`
+	ExpiresAt *unixTime  `json:"exp,omitempty"`
+	NotBefore *unixTime  `json:"nbf,omitempty"`
+	IssuedAt  *unixTime  `json:"iat,omitempty"`
+	ID        string     `json:"jti,omitempty"`
 	UserID    string     `json:"userId,omitempty"`
 	Role      stringList `json:"role,omitempty"`
 	Roles     stringList `json:"roles,omitempty"`
@@ -181,6 +192,86 @@ type Claims struct {
 	SessionID string     `json:"sessionId,omitempty"`
 	Email     string     `json:"email,omitempty"`
 	Name      string     `json:"name,omitempty"`
+}
+
+var _ jwt.Claims = (*Claims)(nil)
+
+func (u *unixTime) numeric() *jwt.NumericDate {
+	if u == nil {
+		return nil
+	}
+	return jwt.NewNumericDate(u.time())
+}
+
+// GetExpirationTime implements jwt.Claims.
+func (c *Claims) GetExpirationTime() (*jwt.NumericDate, error) { return c.ExpiresAt.numeric(), nil }
+
+// GetIssuedAt implements jwt.Claims.
+func (c *Claims) GetIssuedAt() (*jwt.NumericDate, error) { return c.IssuedAt.numeric(), nil }
+
+// GetNotBefore implements jwt.Claims.
+func (c *Claims) GetNotBefore() (*jwt.NumericDate, error) { return c.NotBefore.numeric(), nil }
+
+// GetIssuer implements jwt.Claims.
+func (c *Claims) GetIssuer() (string, error) { return c.Issuer, nil }
+
+// GetSubject implements jwt.Claims.
+func (c *Claims) GetSubject() (string, error) { return c.Subject, nil }
+
+// GetAudience implements jwt.Claims.
+func (c *Claims) GetAudience() (jwt.ClaimStrings, error) { return jwt.ClaimStrings(c.Audience), nil }
+
+// unixTime is a NumericDate: seconds since the epoch, maybe fractional.
+type unixTime float64
+
+func (u unixTime) time() time.Time {
+	sec, frac := math.Modf(float64(u))
+	return time.Unix(int64(sec), int64(frac*1e9))
+}
+
+func (u *unixTime) UnmarshalJSON(b []byte) error {
+	f, err := strconv.ParseFloat(string(b), 64)
+	if err != nil {
+		return fmt.Errorf("a date claim must be a number of seconds: %w", err)
+	}
+	*u = unixTime(f)
+	return nil
+}
+
+func (u unixTime) MarshalJSON() ([]byte, error) {
+	return strconv.AppendInt(nil, int64(u), 10), nil
+}
+
+func newUnixTime(t time.Time) *unixTime {
+	u := unixTime(t.Unix())
+	return &u
+}
+
+// audience reads aud as a string or an array of strings.
+type audience []string
+
+func (a *audience) UnmarshalJSON(b []byte) error {
+	if len(b) > 0 && b[0] == '"' {
+		var one string
+		if err := json.Unmarshal(b, &one); err != nil {
+			return err
+		}
+		*a = audience{one}
+		return nil
+	}
+	var many []string
+	if err := json.Unmarshal(b, &many); err != nil {
+		return fmt.Errorf("aud must be a string or an array of strings: %w", err)
+	}
+	*a = many
+	return nil
+}
+
+func (a audience) MarshalJSON() ([]byte, error) {
+	if len(a) == 1 {
+		return json.Marshal(a[0])
+	}
+	return json.Marshal([]string(a))
 }
 
 func (c *Claims) identity() *Identity {
@@ -198,10 +289,10 @@ func (c *Claims) identity() *Identity {
 		id.SessionID = c.SessionID
 	}
 	if c.ExpiresAt != nil {
-		id.ExpiresAt = c.ExpiresAt.Time
+		id.ExpiresAt = c.ExpiresAt.time()
 	}
 	if c.IssuedAt != nil {
-		id.IssuedAt = c.IssuedAt.Time
+		id.IssuedAt = c.IssuedAt.time()
 	}
 	seen := make(map[string]bool, len(c.Role)+len(c.Roles))
 	for _, r := range append(append([]string(nil), c.Role...), c.Roles...) {
@@ -261,24 +352,22 @@ func Mint(secret []byte, o MintOptions) (string, error) {
 		ttl = time.Hour
 	}
 	c := Claims{
-		RegisteredClaims: jwt.RegisteredClaims{
-			Issuer:    o.Issuer,
-			Subject:   o.UserID,
-			Audience:  jwt.ClaimStrings{o.Audience},
-			ExpiresAt: jwt.NewNumericDate(now.Add(ttl)),
-			IssuedAt:  jwt.NewNumericDate(now),
-			ID:        o.JTI,
-		},
-		SID:   o.SessionID,
-		Email: o.Email,
-		Name:  o.Name,
+		Issuer:    o.Issuer,
+		Subject:   o.UserID,
+		Audience:  audience{o.Audience},
+		ExpiresAt: newUnixTime(now.Add(ttl)),
+		IssuedAt:  newUnixTime(now),
+		ID:        o.JTI,
+		SID:       o.SessionID,
+		Email:     o.Email,
+		Name:      o.Name,
 	}
 	if len(o.Roles) == 1 {
 		c.Role = stringList{o.Roles[0]}
 	} else if len(o.Roles) > 1 {
 		c.Roles = o.Roles
 	}
-	s, err := jwt.NewWithClaims(jwt.SigningMethodHS256, c).SignedString(secret)
+	s, err := jwt.NewWithClaims(jwt.SigningMethodHS256, &c).SignedString(secret)
 	if err != nil {
 		return "", fmt.Errorf("auth: sign token: %w", err)
 	}

@@ -286,7 +286,16 @@ func (c *Conn) handle(data []byte) {
 	}
 	switch p.Type {
 	case protocol.Connect:
-		c.connect(p)
+		// Admission (token parsing, session lookups) runs deep call chains;
+		// running it on a short-lived goroutine keeps the long-lived
+		// reader's stack small, which is most of an idle connection's
+		// memory. The reader waits, so packets stay in order.
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			c.connect(p)
+		}()
+		<-done
 	case protocol.Disconnect:
 		if s := c.socket(p.Namespace); s != nil {
 			c.detach(s)
