@@ -183,13 +183,22 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c := &Conn{id: newSID(), srv: s}
-	hw := &hijackRecorder{ResponseWriter: w, conn: c}
+	hw := &hijackRecorder{ResponseWriter: w, conn: c, upgraded: make(chan struct{})}
 	c.req = r
-	if err := s.m.HandleRequestWithKeys(hw, r, map[string]any{connKey: c}); err != nil {
-		if !errors.Is(err, melody.ErrClosed) {
+	// The session runs on a goroutine of its own, and this handler returns
+	// as soon as the connection is hijacked: net/http's per-connection
+	// state (its buffers, its goroutine's stack) is then freed instead of
+	// living as long as the WebSocket.
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		err := s.m.HandleRequestWithKeys(hw, r, map[string]any{connKey: c})
+		hw.release() // a failed upgrade has written its response by now
+		if err != nil && !errors.Is(err, melody.ErrClosed) {
 			s.log.Debug().Err(err).Msg("websocket upgrade failed")
 		}
-	}
+	}()
+	<-hw.upgraded
 }
 
 const connKey = "eio"
@@ -461,8 +470,12 @@ var pingFrame = []byte{byte(protocol.EIOPing)}
 // once instead of waiting behind a full queue.
 type hijackRecorder struct {
 	http.ResponseWriter
-	conn *Conn
+	conn     *Conn
+	upgraded chan struct{} // closed once hijacked (or once the upgrade failed)
+	once     sync.Once
 }
+
+func (h *hijackRecorder) release() { h.once.Do(func() { close(h.upgraded) }) }
 
 func (h *hijackRecorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	hj, ok := h.ResponseWriter.(http.Hijacker)
@@ -474,6 +487,7 @@ func (h *hijackRecorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		h.conn.netMu.Lock()
 		h.conn.netConn = nc
 		h.conn.netMu.Unlock()
+		h.release()
 	}
 	return nc, rw, err
 }
