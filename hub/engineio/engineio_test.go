@@ -19,11 +19,10 @@ func TestMain(m *testing.M) {
 
 // recorder is a Handler that remembers what happened.
 type recorder struct {
-	mu      sync.Mutex
-	conns   []*Conn
-	msgs    []string
-	reasons []string
-	closed  chan string
+	mu     sync.Mutex
+	conns  []*Conn
+	msgs   []string
+	closed chan string
 }
 
 func newRecorder() *recorder { return &recorder{closed: make(chan string, 16)} }

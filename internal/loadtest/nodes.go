@@ -23,14 +23,9 @@ type node struct {
 	url string
 }
 
-// startNodes runs n `serve` processes of this binary on natsURL and db,
-// the first with the session worker, and waits until each is ready.
-func startNodes(ctx context.Context, n int, natsURL, db, dir string, log zerolog.Logger) ([]*node, error) {
-	return startNodesWith(ctx, n, natsURL, db, dir, log)
-}
-
-// startNodesWith is startNodes with extra environment for every node (it
-// wins over the defaults).
+// startNodesWith runs n `serve` processes of this binary on natsURL and
+// db, the first with the session worker, with extra environment for every
+// node (it wins over the defaults), and waits until each is ready.
 func startNodesWith(ctx context.Context, n int, natsURL, db, dir string, log zerolog.Logger, extra ...string) ([]*node, error) {
 	exe, err := os.Executable()
 	if err != nil {

@@ -261,4 +261,4 @@ func waitFor(t *testing.T, fn func() error) {
 	}
 }
 
-func bunIn(ids []string) any { return bun.In(ids) }
+func bunIn(ids []string) any { return bun.List(ids) }

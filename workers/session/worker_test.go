@@ -260,4 +260,4 @@ func TestBackoff(t *testing.T) {
 }
 
 // bunIn wraps a slice for an IN (?) placeholder.
-func bunIn(ids []string) any { return bun.In(ids) }
+func bunIn(ids []string) any { return bun.List(ids) }
