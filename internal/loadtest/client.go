@@ -9,6 +9,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/url"
 	"strings"
 	"sync/atomic"
@@ -32,9 +33,23 @@ type Client struct {
 
 var dialer = &websocket.Dialer{HandshakeTimeout: 10 * time.Second, ReadBufferSize: 1024, WriteBufferSize: 1024}
 
+// portsPerSource is how many connections one loopback source address
+// carries before the next one is used (the ephemeral range is ≈ 28,000).
+const portsPerSource = 25_000
+
+// SourceFor is the loopback source address of the i-th connection:
+// 127.0.0.2 for the first 25,000, then 127.0.0.3, …, so a run can open
+// more connections to one hub port than one address has ports.
+func SourceFor(i int) net.IP { return net.IPv4(127, 0, 0, byte(2+i/portsPerSource)) }
+
 // Dial opens a connection to base (http://host:port) and connects to ns
 // with token in the CONNECT auth payload.
 func Dial(ctx context.Context, base, ns, token string) (*Client, error) {
+	return DialFrom(ctx, base, ns, token, nil)
+}
+
+// DialFrom is Dial from a given local address (nil = any).
+func DialFrom(ctx context.Context, base, ns, token string, local net.IP) (*Client, error) {
 	u, err := url.Parse(base)
 	if err != nil {
 		return nil, err
@@ -42,7 +57,13 @@ func Dial(ctx context.Context, base, ns, token string) (*Client, error) {
 	u.Scheme = strings.Replace(u.Scheme, "http", "ws", 1)
 	u.Path = "/socket.io/"
 	u.RawQuery = "EIO=4&transport=websocket"
-	ws, _, err := dialer.DialContext(ctx, u.String(), nil)
+	d := dialer
+	if local != nil {
+		cp := *dialer
+		cp.NetDialContext = (&net.Dialer{LocalAddr: &net.TCPAddr{IP: local}, Timeout: 10 * time.Second}).DialContext
+		d = &cp
+	}
+	ws, _, err := d.DialContext(ctx, u.String(), nil)
 	if err != nil {
 		return nil, fmt.Errorf("dial: %w", err)
 	}

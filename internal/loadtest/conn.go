@@ -81,7 +81,7 @@ func RunConnect(ctx context.Context, o ConnOptions, idle bool, log zerolog.Logge
 		wg.Add(1)
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			c, err := Dial(ctx, nodes[0].url, "/media", tokens[i])
+			c, err := DialFrom(ctx, nodes[0].url, "/media", tokens[i], SourceFor(i))
 			if err != nil {
 				if failed.Add(1) == 1 {
 					log.Warn().Err(err).Msg("connect failed")

@@ -119,7 +119,7 @@ func RunFanout(ctx context.Context, o FanoutOptions, log zerolog.Logger) ([]Fano
 		go func() {
 			defer func() { <-sem; wg.Done() }()
 			tok, _ := auth.Mint([]byte(benchSecret), auth.MintOptions{UserID: fmt.Sprint("sub-", i), Roles: []string{"user"}, Issuer: "medianest", Audience: "medianest-users", TTL: 2 * time.Hour})
-			c, err := Dial(ctx, nodes[i%len(nodes)].url, "/media", tok)
+			c, err := DialFrom(ctx, nodes[i%len(nodes)].url, "/media", tok, SourceFor(i))
 			if err != nil {
 				firstErr.CompareAndSwap(nil, err)
 				return

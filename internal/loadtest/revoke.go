@@ -135,7 +135,7 @@ func RunRevoke(ctx context.Context, o RevokeOptions, log zerolog.Logger) (Revoke
 		wg.Add(1)
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			c, err := Dial(ctx, urls[i%len(urls)], "/media", tokens[i])
+			c, err := DialFrom(ctx, urls[i%len(urls)], "/media", tokens[i], SourceFor(i))
 			if err != nil {
 				mu.Lock()
 				if firstErr == nil {
