@@ -103,6 +103,16 @@ func HandBack(it jetstream.MessagesContext) {
 // The original is acknowledged only once the dead letter is stored: on an
 // error it is left for the caller to redeliver, so nothing is lost.
 func DeadLetter(ctx context.Context, js jetstream.JetStream, subj events.Subjects, domain string, m jetstream.Msg, reason string) error {
+	if err := PublishDeadLetter(ctx, js, subj, domain, m, reason); err != nil {
+		return err
+	}
+	_ = m.Ack()
+	return nil
+}
+
+// PublishDeadLetter is [DeadLetter] without the acknowledgement, for a
+// consumer that acknowledges whole batches.
+func PublishDeadLetter(ctx context.Context, js jetstream.JetStream, subj events.Subjects, domain string, m jetstream.Msg, reason string) error {
 	msg := nats.NewMsg(subj.DeadLetter(domain))
 	msg.Data = m.Data()
 	msg.Header.Set(events.HeaderDeadLetterReason, reason)
@@ -115,6 +125,5 @@ func DeadLetter(ctx context.Context, js jetstream.JetStream, subj events.Subject
 	if _, err := js.PublishMsg(ctx, msg); err != nil {
 		return fmt.Errorf("dead-letter: %w", err)
 	}
-	_ = m.Ack()
 	return nil
 }

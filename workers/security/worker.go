@@ -186,7 +186,10 @@ func (w *Worker) session(ctx context.Context) error {
 		Durable:       w.cfg.Durable,
 		Description:   "MediaNest security worker",
 		FilterSubject: w.subj.Events(events.DomainSecurity),
-		AckPolicy:     jetstream.AckExplicitPolicy,
+		// One worker consumes (the lease), in order, and confirms each
+		// batch as a whole once it is durable: acking the batch's last
+		// message acknowledges everything before it.
+		AckPolicy:     jetstream.AckAllPolicy,
 		AckWait:       30 * time.Second,
 		MaxDeliver:    -1,
 		MaxAckPending: w.cfg.Batch * 4,
@@ -357,6 +360,9 @@ func (w *Worker) handle(ctx context.Context, msgs []jetstream.Msg) error {
 		o Observation
 		m jetstream.Msg
 	}
+	if len(msgs) == 0 {
+		return nil
+	}
 	var (
 		items   []item
 		recs    []store.AuditRecord
@@ -435,17 +441,12 @@ func (w *Worker) handle(ctx context.Context, msgs []jetstream.Msg) error {
 	if err := w.publishRaised(ctx, order, changed, blocks); err != nil {
 		return err
 	}
-	// Ack in order; the last one synchronously, so the consumer's ack
-	// floor (where a rebuild replays up to) is current.
-	for i, it := range items {
-		if i == len(items)-1 {
-			actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-			_ = it.m.DoubleAck(actx)
-			cancel()
-			continue
-		}
-		_ = it.m.Ack()
-	}
+	// One acknowledgement for the batch (dead letters included: they are
+	// stored), synchronous, so the consumer's ack floor — where a rebuild
+	// replays up to — is current.
+	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	_ = msgs[len(msgs)-1].DoubleAck(actx)
+	cancel()
 	w.metrics.events.WithLabelValues("stored").Add(float64(len(items)))
 	w.metrics.batchTime.Observe(time.Since(start).Seconds())
 	return nil
@@ -522,7 +523,7 @@ func (w *Worker) revoke(ctx context.Context, a *Alert) error {
 }
 
 func (w *Worker) deadLetter(ctx context.Context, m jetstream.Msg, reason string) error {
-	if err := bus.DeadLetter(ctx, w.js, w.subj, events.DomainSecurity, m, reason); err != nil {
+	if err := bus.PublishDeadLetter(ctx, w.js, w.subj, events.DomainSecurity, m, reason); err != nil {
 		return err
 	}
 	w.metrics.deadLetters.Inc()
