@@ -8,6 +8,9 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+
+	"github.com/medianest/hub/events"
 )
 
 // LeaseBucket is the prefix of the key-value buckets that hold leases,
@@ -93,4 +96,37 @@ func (l *Lease) Release() {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	_ = l.kv.Delete(ctx, l.key, jetstream.LastRevision(l.rev.Load()))
+}
+
+// RunLeased runs fn while this process holds the lease name, again and
+// again, until ctx is done: a standby waits for the lease, an fn that
+// fails is started again after a second, and the lease is released after
+// each run so a standby can take over. It returns when ctx is done.
+func RunLeased(ctx context.Context, js jetstream.JetStream, name string, ttl time.Duration, log zerolog.Logger, fn func(ctx context.Context) error) {
+	holder := events.NewID()
+	pause := func() bool {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(time.Second):
+			return true
+		}
+	}
+	for ctx.Err() == nil {
+		lease, err := Acquire(ctx, js, name, holder, ttl)
+		if err != nil {
+			if ctx.Err() == nil {
+				log.Warn().Err(err).Str("lease", name).Msg("cannot take the lease")
+				pause()
+			}
+			continue
+		}
+		log.Info().Str("lease", name).Msg("active")
+		err = fn(lease.Context())
+		lease.Release()
+		if err != nil && ctx.Err() == nil {
+			log.Warn().Err(err).Str("lease", name).Msg("stopped; starting again")
+			pause()
+		}
+	}
 }

@@ -150,25 +150,10 @@ func (w *Worker) Run(ctx context.Context) error {
 	if w.owners, err = w.js.KeyValue(ctx, events.RequestOwnersBucket(w.cfg.Prefix)); err != nil {
 		return fmt.Errorf("media worker: request owners bucket: %w", err)
 	}
-	holder := events.NewID()
-	for ctx.Err() == nil {
-		lease, err := bus.Acquire(ctx, w.js, w.cfg.Durable, holder, w.cfg.LeaseTTL)
-		if err != nil {
-			if ctx.Err() != nil {
-				break
-			}
-			w.log.Warn().Err(err).Msg("media worker lease")
-			time.Sleep(time.Second)
-			continue
-		}
-		err = w.consume(lease.Context())
-		w.flushAll()
-		lease.Release()
-		if err != nil && ctx.Err() == nil {
-			w.log.Warn().Err(err).Msg("media consumer stopped; starting again")
-			time.Sleep(time.Second)
-		}
-	}
+	bus.RunLeased(ctx, w.js, w.cfg.Durable, w.cfg.LeaseTTL, w.log, func(ctx context.Context) error {
+		defer w.flushAll()
+		return w.consume(ctx)
+	})
 	return nil
 }
 

@@ -150,34 +150,8 @@ func (w *Worker) Run(ctx context.Context) error {
 	if w.webhook != nil {
 		go w.webhook.run(ctx)
 	}
-	holder := events.NewID()
-	for {
-		lease, err := bus.Acquire(ctx, w.js, w.cfg.Durable, holder, w.cfg.LeaseTTL)
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			w.log.Warn().Err(err).Msg("security worker lease")
-			select {
-			case <-ctx.Done():
-				return nil
-			case <-time.After(time.Second):
-			}
-			continue
-		}
-		w.log.Info().Msg("security worker active")
-		err = w.session(lease.Context())
-		lease.Release()
-		if ctx.Err() != nil {
-			return nil
-		}
-		w.log.Warn().Err(err).Msg("security consumer stopped; starting again")
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(time.Second):
-		}
-	}
+	bus.RunLeased(ctx, w.js, w.cfg.Durable, w.cfg.LeaseTTL, w.log, w.session)
+	return nil
 }
 
 // session rebuilds the detections and consumes until an error.
