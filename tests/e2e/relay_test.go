@@ -258,3 +258,78 @@ func TestAdminAcrossNodes(t *testing.T) {
 		t.Fatalf("audit log = %+v", log)
 	}
 }
+
+func TestControlJoinLeaveAndCount(t *testing.T) {
+	a, b, nc := twoNodes(t)
+	d := newDriver(t)
+	d.MustConnect("ua", a.URL, "/media", ConnOpts{Token: mint(t, "42", "user")})
+	d.MustConnect("ub", b.URL, "/media", ConnOpts{Token: mint(t, "42", "user")})
+	d.MustConnect("other", b.URL, "/media", ConnOpts{Token: mint(t, "7", "user")})
+	for _, id := range []string{"ua", "ub", "other"} {
+		d.Expect(id, "event", "welcome")
+	}
+
+	gather := func(op string, msg events.CtlMessage) int {
+		t.Helper()
+		body, _ := json.Marshal(msg)
+		inbox := nc.NewRespInbox()
+		ch := make(chan *nats.Msg, 4)
+		sub, _ := nc.ChanSubscribe(inbox, ch)
+		defer sub.Unsubscribe()
+		if err := nc.PublishRequest("medianest.hub.ctl."+op, inbox, body); err != nil {
+			t.Fatal(err)
+		}
+		total := 0
+		for range 2 {
+			select {
+			case m := <-ch:
+				var r events.CtlReply
+				_ = json.Unmarshal(m.Data, &r)
+				if r.Error != "" {
+					t.Fatalf("%s: %s", op, r.Error)
+				}
+				total += r.Count
+			case <-time.After(5 * time.Second):
+				t.Fatalf("%s: a node did not answer", op)
+			}
+		}
+		return total
+	}
+
+	if n := gather(events.CtlJoin, events.CtlMessage{UserID: "42", NS: "/media", Room: "vip"}); n != 2 {
+		t.Fatalf("join matched %d sockets, want 2", n)
+	}
+	publish := func(event string) {
+		body, _ := json.Marshal(map[string]any{"event": event, "data": 1})
+		if err := nc.Publish("medianest.hub.emit.media.vip", body); err != nil {
+			t.Fatal(err)
+		}
+	}
+	publish("vip:news")
+	d.Expect("ua", "event", "vip:news")
+	d.Expect("ub", "event", "vip:news")
+	d.ExpectNone("other", "event", "vip:news", 200*time.Millisecond)
+
+	if n := gather(events.CtlLeave, events.CtlMessage{UserID: "42", NS: "/media", Room: "vip"}); n != 2 {
+		t.Fatalf("leave matched %d sockets, want 2", n)
+	}
+	publish("vip:late")
+	d.ExpectNone("ua", "event", "vip:late", 200*time.Millisecond)
+	d.ExpectNone("ub", "event", "vip:late", 0)
+
+	if n := gather(events.CtlCount, events.CtlMessage{NS: "/media"}); n != 3 {
+		t.Fatalf("count = %d, want 3", n)
+	}
+	// A control message without a selector is refused, not applied to everyone.
+	body, _ := json.Marshal(events.CtlMessage{Room: "vip"})
+	reply, err := nc.Request("medianest.hub.ctl.disconnect", body, 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r events.CtlReply
+	_ = json.Unmarshal(reply.Data, &r)
+	if r.Error == "" || r.Count != 0 {
+		t.Fatalf("disconnect without a selector: %+v", r)
+	}
+	d.ExpectNone("other", "disconnect", "", 200*time.Millisecond)
+}
