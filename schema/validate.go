@@ -142,7 +142,15 @@ type Envelope struct {
 // as cloudevent.json) and only the data goes through its JSON Schema. It
 // is the fast path of high-rate consumers.
 func (v *Validator) ValidateEnvelope(env *Envelope) error {
-	fail := func(reason string) error { return &ValidationError{Reason: "envelope: " + reason} }
+	_, err := v.ValidateEnvelopeData(env)
+	return err
+}
+
+// ValidateEnvelopeData is [Validator.ValidateEnvelope] that also returns
+// the data as decoded for validation (maps, slices, strings, json.Number),
+// so a caller need not decode it again.
+func (v *Validator) ValidateEnvelopeData(env *Envelope) (any, error) {
+	fail := func(reason string) (any, error) { return nil, &ValidationError{Reason: "envelope: " + reason} }
 	switch {
 	case env.SpecVersion != "1.0":
 		return fail("specversion must be 1.0")
@@ -165,16 +173,16 @@ func (v *Validator) ValidateEnvelope(env *Envelope) error {
 	}
 	sch := v.data[env.Type]
 	if sch == nil {
-		return &ValidationError{Type: env.Type, Reason: "unknown event type"}
+		return nil, &ValidationError{Type: env.Type, Reason: "unknown event type"}
 	}
 	data, err := jsonschema.UnmarshalJSON(bytes.NewReader(env.Data))
 	if err != nil {
-		return &ValidationError{Type: env.Type, Reason: "data: " + err.Error()}
+		return nil, &ValidationError{Type: env.Type, Reason: "data: " + err.Error()}
 	}
 	if err := sch.Validate(data); err != nil {
-		return &ValidationError{Type: env.Type, Reason: "data: " + flatten(err)}
+		return nil, &ValidationError{Type: env.Type, Reason: "data: " + flatten(err)}
 	}
-	return nil
+	return data, nil
 }
 
 var typePattern = regexp.MustCompile(`^medianest\.[a-z_]+\.[a-z_.]+\.v[0-9]+$`)

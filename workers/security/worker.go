@@ -309,19 +309,36 @@ func (w *Worker) parse(raw []byte) (Observation, json.RawMessage, error) {
 	if err := json.Unmarshal(raw, &env); err != nil {
 		return Observation{}, nil, &schema.ValidationError{Reason: "not JSON: " + err.Error()}
 	}
-	if err := w.validator.ValidateEnvelope(&env); err != nil {
+	doc, err := w.validator.ValidateEnvelopeData(&env)
+	if err != nil {
 		return Observation{}, nil, err
 	}
 	if !strings.HasPrefix(env.Type, "medianest.security.") {
 		return Observation{}, nil, &schema.ValidationError{Type: env.Type, Reason: "not a security event"}
 	}
 	at, _ := time.Parse(time.RFC3339Nano, env.Time) // validated above
-	var d events.SecurityData
-	if err := json.Unmarshal(env.Data, &d); err != nil {
-		return Observation{}, nil, &schema.ValidationError{Type: env.Type, Reason: "data: " + err.Error()}
-	}
+	d := securityData(doc)
 	name := strings.TrimSuffix(strings.TrimPrefix(env.Type, "medianest.security."), ".v1")
 	return Observation{ID: env.ID, Name: name, Time: at, Data: d}, env.Data, nil
+}
+
+// securityData reads the fields the detections and the audit log use from
+// data already decoded (and validated) by the schema validator.
+func securityData(doc any) events.SecurityData {
+	m, _ := doc.(map[string]any)
+	str := func(k string) string { s, _ := m[k].(string); return s }
+	d := events.SecurityData{
+		IP: str("ip"), Namespace: str("namespace"), UserID: str("user_id"), SessionID: str("session_id"),
+		JTI: str("jti"), Code: str("code"), Limit: str("limit"), Origin: str("origin"), Reason: str("reason"),
+	}
+	if roles, ok := m["required_roles"].([]any); ok {
+		for _, r := range roles {
+			if s, ok := r.(string); ok {
+				d.RequiredRoles = append(d.RequiredRoles, s)
+			}
+		}
+	}
+	return d
 }
 
 // handle applies one batch: audit rows, detections, alerts and blocks in
