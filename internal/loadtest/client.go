@@ -28,6 +28,7 @@ type Client struct {
 	// Kicked is when the server disconnected the socket (Unix ns), or 0.
 	Kicked atomic.Int64
 	// OnEvent, if set before Run, receives every EVENT frame's payload.
+	// The slice is reused for the next frame: copy what must be kept.
 	OnEvent func(frame []byte)
 }
 
@@ -118,11 +119,17 @@ func (c *Client) Run() {
 	disconnect := []byte("41" + nsPrefix(c.ns))
 	kick := []byte("42" + nsPrefix(c.ns) + `["server:disconnect"`)
 	event := []byte("42" + nsPrefix(c.ns))
+	var buf bytes.Buffer // reused: no allocation per received frame
 	for {
-		_, msg, err := c.ws.ReadMessage()
+		_, r, err := c.ws.NextReader()
 		if err != nil {
 			return
 		}
+		buf.Reset()
+		if _, err := buf.ReadFrom(r); err != nil {
+			return
+		}
+		msg := buf.Bytes() // valid until the next frame; OnEvent must not keep it
 		switch {
 		case len(msg) == 1 && msg[0] == '2':
 			_ = c.ws.WriteMessage(websocket.TextMessage, []byte("3"))

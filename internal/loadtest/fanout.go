@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -85,29 +84,37 @@ func RunFanout(ctx context.Context, o FanoutOptions, log zerolog.Logger) ([]Fano
 	nodes, ns := b.nodes, b.ns
 
 	// Subscribers.
-	var delivered atomic.Int64
-	var latMu sync.Mutex
-	var lat []time.Duration
+	// Each subscriber records into its own slot: no lock shared by a
+	// thousand readers on the delivery path.
+	type recorder struct {
+		n   atomic.Int64
+		mu  sync.Mutex // taken by the reader and, between steps, by the tally
+		lat []time.Duration
+	}
+	recs := make([]*recorder, o.Subscribers)
 	marker := []byte(`"sent":`)
-	onEvent := func(frame []byte) {
-		delivered.Add(1)
+	record := func(rec *recorder, frame []byte) {
+		rec.n.Add(1)
 		i := bytes.Index(frame, marker)
 		if i < 0 {
 			return
 		}
 		j := i + len(marker)
-		k := j
-		for k < len(frame) && frame[k] >= '0' && frame[k] <= '9' {
-			k++
-		}
-		sent, err := strconv.ParseInt(string(frame[j:k]), 10, 64)
-		if err != nil {
-			return
+		var sent int64
+		for k := j; k < len(frame) && frame[k] >= '0' && frame[k] <= '9'; k++ {
+			sent = sent*10 + int64(frame[k]-'0')
 		}
 		d := time.Since(time.Unix(0, sent))
-		latMu.Lock()
-		lat = append(lat, d)
-		latMu.Unlock()
+		rec.mu.Lock()
+		rec.lat = append(rec.lat, d)
+		rec.mu.Unlock()
+	}
+	delivered := func() int64 {
+		var t int64
+		for _, r := range recs {
+			t += r.n.Load()
+		}
+		return t
 	}
 	clients := make([]*Client, o.Subscribers)
 	sem := make(chan struct{}, o.Concurrency)
@@ -126,13 +133,15 @@ func RunFanout(ctx context.Context, o FanoutOptions, log zerolog.Logger) ([]Fano
 			}
 			joined := make(chan struct{})
 			var once sync.Once
+			rec := &recorder{}
+			recs[i] = rec
 			c.OnEvent = func(frame []byte) {
 				if bytes.HasPrefix(frame, []byte(`["joined-room"`)) {
 					once.Do(func() { close(joined) })
 					return
 				}
 				if bytes.HasPrefix(frame, []byte(`["media-status"`)) {
-					onEvent(frame)
+					record(rec, frame)
 				}
 			}
 			go c.Run()
@@ -184,10 +193,12 @@ func RunFanout(ctx context.Context, o FanoutOptions, log zerolog.Logger) ([]Fano
 	pad := string(bytes.Repeat([]byte("x"), max(o.Size-40, 1)))
 
 	run := func(rate int) FanoutResult {
-		delivered.Store(0)
-		latMu.Lock()
-		lat = lat[:0]
-		latMu.Unlock()
+		for _, r := range recs {
+			r.n.Store(0)
+			r.mu.Lock()
+			r.lat = r.lat[:0]
+			r.mu.Unlock()
+		}
 		var kicked0 int64
 		for _, c := range clients {
 			if c.Kicked.Load() > 0 {
@@ -212,11 +223,11 @@ func RunFanout(ctx context.Context, o FanoutOptions, log zerolog.Logger) ([]Fano
 		}
 		expected := int64(n) * int64(o.Subscribers)
 		deadline := time.Now().Add(5 * time.Second)
-		for delivered.Load() < expected && time.Now().Before(deadline) {
+		for delivered() < expected && time.Now().Before(deadline) {
 			time.Sleep(20 * time.Millisecond)
 		}
 		elapsed := time.Since(start)
-		got := delivered.Load()
+		got := delivered()
 		res := FanoutResult{
 			Scenario: "fanout", Nodes: o.Nodes, Via: o.Via, Subscribers: o.Subscribers, Rate: rate, Published: n,
 			Expected: expected, Delivered: got, Lost: expected - got, DeliveriesSec: float64(got) / elapsed.Seconds(),
@@ -231,9 +242,13 @@ func RunFanout(ctx context.Context, o FanoutOptions, log zerolog.Logger) ([]Fano
 			}
 		}
 		res.Kicked -= kicked0
-		latMu.Lock()
+		var lat []time.Duration
+		for _, r := range recs {
+			r.mu.Lock()
+			lat = append(lat, r.lat...)
+			r.mu.Unlock()
+		}
 		res.Latency = Summarise(lat)
-		latMu.Unlock()
 		return res
 	}
 
