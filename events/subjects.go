@@ -191,9 +191,14 @@ func (s Subjects) Ctl(op string) string { return s.prefix() + ".hub.ctl." + Esca
 func (s Subjects) CtlAll() string { return s.prefix() + ".hub.ctl.>" }
 
 // Event is the subject of a durable event of a domain ("security",
-// "session", "media") and type ("auth_failed").
-func (s Subjects) Event(domain, typ string) string {
-	return s.prefix() + ".events." + EscapeToken(domain) + "." + EscapeToken(typ)
+// "session", "media") and name ("auth_failed", "download.progress": a dot
+// in a name separates tokens, as the catalogue's subjects do).
+func (s Subjects) Event(domain, name string) string {
+	parts := strings.Split(name, ".")
+	for i, p := range parts {
+		parts[i] = EscapeToken(p)
+	}
+	return s.prefix() + ".events." + EscapeToken(domain) + "." + strings.Join(parts, ".")
 }
 
 // Events is the wildcard subject of every durable event of a domain.

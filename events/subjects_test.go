@@ -57,6 +57,8 @@ func TestSubjects(t *testing.T) {
 		{"ctl", s.Ctl("disconnect"), "medianest.hub.ctl.disconnect"},
 		{"event", Subjects{Prefix: "mn"}.Event("security", "auth_failed"), "mn.events.security.auth_failed"},
 		{"alert", s.Alert("critical", "brute_force"), "medianest.alerts.critical.brute_force"},
+		{"dotted event name", s.Event("media", "download.progress"), "medianest.events.media.download.progress"},
+		{"event name escaped per token", s.Event("media", "a b.c*"), "medianest.events.media.a%20b.c%2A"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

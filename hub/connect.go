@@ -225,7 +225,7 @@ func (n *Node) guard(s *socketio.Socket, event string) json.RawMessage {
 	if st == nil {
 		return rateLimitedAck
 	}
-	n.metrics.eventsIn.WithLabelValues(s.Namespace().Name()).Inc()
+	n.nsm[s.Namespace().Name()].eventsIn.Inc()
 	if st.limiter.Allow() {
 		st.refused.Store(0)
 		return nil
@@ -254,7 +254,7 @@ func (n *Node) setupNamespace(nsp *socketio.Namespace, p Policy) {
 	pol := p
 	nsp.Middleware = n.middleware(&pol)
 	nsp.OnConnect = func(s *socketio.Socket) {
-		n.metrics.sockets.WithLabelValues(pol.Namespace).Inc()
+		n.nsm[pol.Namespace].sockets.Inc()
 		st := stateOf(s)
 		var id *auth.Identity
 		if st != nil {
@@ -282,7 +282,7 @@ func (n *Node) setupNamespace(nsp *socketio.Namespace, p Policy) {
 		}
 	}
 	nsp.OnDisconnect = func(s *socketio.Socket, reason string) {
-		n.metrics.sockets.WithLabelValues(pol.Namespace).Dec()
+		n.nsm[pol.Namespace].sockets.Dec()
 		if st := stateOf(s); st != nil {
 			st.stopExpiry()
 			if id := st.identity(); id != nil {

@@ -192,7 +192,7 @@ func (n *Node) onMediaStatus(s *socketio.Socket, args []json.RawMessage, ack soc
 			Event: "media-status", Data: data, Except: []string{s.ID()}, Node: n.cfg.NodeID, TS: now.UnixNano(),
 		})
 	}
-	n.metrics.eventsOut.WithLabelValues(s.Namespace().Name()).Add(float64(delivered))
+	n.nsm[s.Namespace().Name()].eventsOut.Add(float64(delivered))
 	if ack != nil {
 		ack(marshal(map[string]any{"ok": true, "rooms": len(rooms)}))
 	}

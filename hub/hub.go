@@ -147,6 +147,7 @@ type Node struct {
 	origins  originChecker
 	connRate *ipLimiter
 	metrics  *metrics
+	nsm      map[string]*nsMetrics // by namespace; fixed after New
 	started  time.Time
 	logFeed  *LogFeed
 	blockSrc func(ctx context.Context) ([]events.BlockMessage, error)
@@ -226,6 +227,10 @@ func New(cfg Config, d Deps) (*Node, error) {
 		reg = prometheus.NewRegistry()
 	}
 	n.metrics = newMetrics(reg, n)
+	n.nsm = make(map[string]*nsMetrics, len(n.ns))
+	for name := range n.ns {
+		n.nsm[name] = n.metrics.forNamespace(name)
+	}
 	if d.JetStream != nil {
 		sec, err := newSecPublisher(d.NATS, n.subj, "medianest-hub/"+cfg.NodeID, 8192, n.log, func() {
 			n.metrics.securityEvents.WithLabelValues("failed").Inc()

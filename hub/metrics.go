@@ -24,6 +24,21 @@ type metrics struct {
 	securityEvents *prometheus.CounterVec
 }
 
+// nsMetrics are a namespace's series, resolved once: the per-event and
+// per-broadcast paths do not look labels up.
+type nsMetrics struct {
+	sockets             prometheus.Gauge
+	eventsIn, eventsOut prometheus.Counter
+}
+
+func (m *metrics) forNamespace(ns string) *nsMetrics {
+	return &nsMetrics{
+		sockets:   m.sockets.WithLabelValues(ns),
+		eventsIn:  m.eventsIn.WithLabelValues(ns),
+		eventsOut: m.eventsOut.WithLabelValues(ns),
+	}
+}
+
 func newMetrics(reg prometheus.Registerer, n *Node) *metrics {
 	m := &metrics{
 		sockets: prometheus.NewGaugeVec(prometheus.GaugeOpts{

@@ -85,7 +85,7 @@ func (n *Node) deliver(ns, room string, em events.EmitMessage) (int, error) {
 		room = ""
 	}
 	delivered := nsp.BroadcastFrame(room, frame, em.Except...)
-	n.metrics.eventsOut.WithLabelValues(ns).Add(float64(delivered))
+	n.nsm[ns].eventsOut.Add(float64(delivered))
 	return delivered, nil
 }
 

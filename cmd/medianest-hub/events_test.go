@@ -8,12 +8,12 @@ import (
 
 	"github.com/medianest/hub/events"
 	"github.com/medianest/hub/internal/bus"
-	"github.com/medianest/hub/internal/natstest"
+	"github.com/medianest/hub/internal/testkit"
 )
 
 func TestEventsTail(t *testing.T) {
-	ns := natstest.Server(t)
-	_, js := natstest.Connect(t, ns)
+	ns := testkit.Server(t)
+	_, js := testkit.Connect(t, ns)
 	if err := bus.EnsureStreams(context.Background(), js, bus.StreamOptions{}); err != nil {
 		t.Fatal(err)
 	}

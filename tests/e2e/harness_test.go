@@ -26,7 +26,7 @@ import (
 	"github.com/medianest/hub/hub/auth"
 	"github.com/medianest/hub/internal/app"
 	"github.com/medianest/hub/internal/config"
-	"github.com/medianest/hub/internal/natstest"
+	"github.com/medianest/hub/internal/testkit"
 )
 
 const secret = "e2e-secret-e2e-secret-e2e-secret-e2e"
@@ -34,7 +34,7 @@ const secret = "e2e-secret-e2e-secret-e2e-secret-e2e"
 // startNATS runs an embedded NATS server with JetStream on a random port.
 func startNATS(t *testing.T) *server.Server {
 	t.Helper()
-	return natstest.Server(t)
+	return testkit.Server(t)
 }
 
 // hubNode is one hub under test.
@@ -406,15 +406,5 @@ func (d *Driver) wait(timeout time.Duration, what string, pred func(*Msg) bool) 
 // waitFor polls fn until it returns nil or the timeout passes.
 func waitFor(t *testing.T, timeout time.Duration, fn func() error) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := fn()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met within %s: %v", timeout, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testkit.WaitFor(t, timeout, fn)
 }

@@ -1,28 +1,19 @@
 package e2e
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"testing"
 	"time"
 
 	"github.com/medianest/hub/events"
+	"github.com/medianest/hub/internal/testkit"
 )
 
 // publishMedia stores a media event on the media stream as a backend does.
 func (c *cluster) publishMedia(name string, data any) {
 	c.t.Helper()
-	ev, err := events.New("e2e-backend", events.DomainMedia, name, "", data)
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	raw, _ := json.Marshal(ev)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if _, err := c.js.Publish(ctx, "medianest.events.media."+name, raw); err != nil {
-		c.t.Fatal(err)
-	}
+	testkit.Publish(c.t, c.js, events.DomainMedia, name, data)
 }
 
 func TestMediaRouting(t *testing.T) {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -108,6 +109,41 @@ func TestBruteForceBlocksIP(t *testing.T) {
 	}
 	// Another IP is not.
 	d.MustConnect("other", c.nodes[1].URL, "/media", ConnOpts{Token: good, Headers: from(other)})
+	// The audit log holds every failure, newest first, in pages.
+	seen := map[string]bool{}
+	cursor := ""
+	for page := 0; page < 10; page++ {
+		path := "/api/v1/audit?type=security.auth_failed&ip=" + attacker + "&limit=5"
+		if cursor != "" {
+			path += "&before=" + url.QueryEscape(cursor)
+		}
+		code, body := c.api(0, "GET", path, nil)
+		items, _ := body["items"].([]any)
+		if code != 200 {
+			t.Fatalf("audit API: %d %v", code, body)
+		}
+		for _, it := range items {
+			rec := it.(map[string]any)
+			if rec["ip"] != attacker || rec["code"] != "token_invalid" || seen[rec["id"].(string)] {
+				t.Fatalf("audit record %v", rec)
+			}
+			seen[rec["id"].(string)] = true
+		}
+		next, _ := body["next_before"].(string)
+		if next == "" {
+			break
+		}
+		cursor = next
+	}
+	if len(seen) != failures {
+		t.Fatalf("audit log paged through %d failures, want %d", len(seen), failures)
+	}
+	for _, bad := range []string{"/api/v1/audit?since=yesterday", "/api/v1/alerts?limit=0", "/api/v1/alerts?before=soon"} {
+		if code, body := c.api(0, "GET", bad, nil); code != http.StatusBadRequest || body["code"] != "invalid_query" {
+			t.Fatalf("%s: %d %v", bad, code, body)
+		}
+	}
+
 	code, body := c.api(1, "GET", "/api/v1/blocks", nil)
 	if items, _ := body["items"].([]any); code != 200 || len(items) != 1 || items[0].(map[string]any)["ip"] != attacker {
 		t.Fatalf("blocks API: %d %v", code, body)

@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"bytes"
-	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/medianest/hub/events"
 	"github.com/medianest/hub/internal/config"
+	"github.com/medianest/hub/internal/testkit"
 )
 
 // cluster is several strict-mode hub nodes on one NATS and one database,
@@ -67,19 +67,9 @@ func (c *cluster) addNode() *hubNode {
 }
 
 // publish stores a session event on the session stream.
-func (c *cluster) publish(name string, data any) events.Event {
+func (c *cluster) publish(name string, data any) {
 	c.t.Helper()
-	ev, err := events.New("e2e-backend", events.DomainSession, name, "", data)
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	raw, _ := json.Marshal(ev)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if _, err := c.js.Publish(ctx, "medianest.events.session."+name, raw); err != nil {
-		c.t.Fatal(err)
-	}
-	return ev
+	testkit.Publish(c.t, c.js, events.DomainSession, name, data)
 }
 
 // login announces a session the way a backend does and returns a token

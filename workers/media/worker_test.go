@@ -2,7 +2,6 @@ package media
 
 import (
 	"context"
-	"encoding/json"
 	"strings"
 	"sync"
 	"testing"
@@ -13,19 +12,9 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/medianest/hub/events"
-	"github.com/medianest/hub/internal/bus"
-	"github.com/medianest/hub/internal/natstest"
+	"github.com/medianest/hub/internal/testkit"
 	"github.com/medianest/hub/schema"
 )
-
-func setup(t *testing.T) (*nats.Conn, jetstream.JetStream) {
-	t.Helper()
-	nc, js := natstest.Connect(t, natstest.Server(t))
-	if err := bus.EnsureStreams(context.Background(), js, bus.StreamOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	return nc, js
-}
 
 func start(t *testing.T, nc *nats.Conn, js jetstream.JetStream) func() {
 	t.Helper()
@@ -45,15 +34,8 @@ func publish(t *testing.T, js jetstream.JetStream, subject string, body []byte) 
 	}
 }
 
-func envelope(t *testing.T, name string, data any) []byte {
-	t.Helper()
-	ev, _ := events.New("test", events.DomainMedia, name, "", data)
-	b, _ := json.Marshal(ev)
-	return b
-}
-
 func TestDeadLettersAndKeepsGoing(t *testing.T) {
-	nc, js := setup(t)
+	nc, js := testkit.Streams(t)
 	dead := make(chan *nats.Msg, 8)
 	sub, _ := nc.ChanSubscribe("medianest.deadletter.media", dead)
 	defer sub.Unsubscribe()
@@ -68,15 +50,15 @@ func TestDeadLettersAndKeepsGoing(t *testing.T) {
 		body          []byte
 		reason        string
 	}{
-		{"missing user_id", "medianest.events.media.download.progress", envelope(t, events.MediaDownloadProgress, map[string]any{"download_id": "d", "progress": 5}), "user_id"},
-		{"progress 250", "medianest.events.media.download.progress", envelope(t, events.MediaDownloadProgress, map[string]any{"user_id": "u", "download_id": "d", "progress": 250}), "progress"},
-		{"unknown name", "medianest.events.media.weather", envelope(t, "weather", map[string]any{"sky": "blue"}), "unknown event type"},
+		{"missing user_id", "medianest.events.media.download.progress", testkit.Envelope(t, events.DomainMedia, events.MediaDownloadProgress, map[string]any{"download_id": "d", "progress": 5}), "user_id"},
+		{"progress 250", "medianest.events.media.download.progress", testkit.Envelope(t, events.DomainMedia, events.MediaDownloadProgress, map[string]any{"user_id": "u", "download_id": "d", "progress": 250}), "progress"},
+		{"unknown name", "medianest.events.media.weather", testkit.Envelope(t, events.DomainMedia, "weather", map[string]any{"sky": "blue"}), "unknown event type"},
 		{"not json", "medianest.events.media.download.progress", []byte("{"), "not JSON"},
 	}
 	for _, b := range bad {
 		publish(t, js, b.subject, b.body)
 	}
-	publish(t, js, "medianest.events.media.library.item_available", envelope(t, events.MediaItemAvailable, map[string]any{"media_id": "m", "title": "T", "media_type": "movie"}))
+	publish(t, js, "medianest.events.media.library.item_available", testkit.Envelope(t, events.DomainMedia, events.MediaItemAvailable, map[string]any{"media_id": "m", "title": "T", "media_type": "movie"}))
 	for _, b := range bad {
 		select {
 		case m := <-dead:
@@ -99,10 +81,10 @@ func TestDeadLettersAndKeepsGoing(t *testing.T) {
 }
 
 func TestServiceStatusSurvivesRestart(t *testing.T) {
-	nc, js := setup(t)
+	nc, js := testkit.Streams(t)
 	stop := start(t, nc, js)
 	for _, svc := range []string{"plex", "sonarr", "radarr"} {
-		publish(t, js, "medianest.events.media.service.status", envelope(t, events.MediaServiceStatus, map[string]any{"service_id": svc, "status": "up"}))
+		publish(t, js, "medianest.events.media.service.status", testkit.Envelope(t, events.DomainMedia, events.MediaServiceStatus, map[string]any{"service_id": svc, "status": "up"}))
 	}
 	kv, err := js.KeyValue(context.Background(), events.ServiceStatusBucket(""))
 	if err != nil {
@@ -129,7 +111,7 @@ func TestServiceStatusSurvivesRestart(t *testing.T) {
 	stop()
 	stop = start(t, nc, js)
 	defer stop()
-	publish(t, js, "medianest.events.media.service.status", envelope(t, events.MediaServiceStatus, map[string]any{"service_id": "plex", "status": "down"}))
+	publish(t, js, "medianest.events.media.service.status", testkit.Envelope(t, events.DomainMedia, events.MediaServiceStatus, map[string]any{"service_id": "plex", "status": "down"}))
 	deadline = time.Now().Add(10 * time.Second)
 	for {
 		e, err := kv.Get(context.Background(), events.KVKey("plex"))

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"os"
 	"sync"
 	"testing"
 	"time"
@@ -15,43 +14,10 @@ import (
 	"github.com/uptrace/bun"
 
 	"github.com/medianest/hub/events"
-	"github.com/medianest/hub/internal/bus"
-	"github.com/medianest/hub/internal/natstest"
 	"github.com/medianest/hub/internal/store"
+	"github.com/medianest/hub/internal/testkit"
 	"github.com/medianest/hub/schema"
 )
-
-func startJetStream(t *testing.T) (*nats.Conn, jetstream.JetStream) {
-	t.Helper()
-	nc, js := natstest.Connect(t, natstest.Server(t))
-	if err := bus.EnsureStreams(context.Background(), js, bus.StreamOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	return nc, js
-}
-
-func databases(t *testing.T) map[string]string {
-	dbs := map[string]string{"sqlite": ""}
-	if dsn := os.Getenv("MEDIANEST_TEST_POSTGRES_DSN"); dsn != "" {
-		dbs["postgres"] = dsn
-	} else {
-		t.Log("MEDIANEST_TEST_POSTGRES_DSN is not set; the worker runs on SQLite only")
-	}
-	return dbs
-}
-
-func publishSec(t *testing.T, js jetstream.JetStream, name string, data events.SecurityData) string {
-	t.Helper()
-	ev, err := events.New("test", events.DomainSecurity, name, "", data)
-	if err != nil {
-		t.Fatal(err)
-	}
-	raw, _ := json.Marshal(ev)
-	if _, err := js.Publish(context.Background(), "medianest.events.security."+name, raw); err != nil {
-		t.Fatal(err)
-	}
-	return ev.ID
-}
 
 func runWorker(t *testing.T, nc *nats.Conn, js jetstream.JetStream, st *store.Store, cfg Config) (stop func()) {
 	t.Helper()
@@ -112,9 +78,9 @@ func streamAlerts(t *testing.T, js jetstream.JetStream) []events.AlertData {
 // and starts it again: every alert is raised once, counts continue, and no
 // audit row is doubled.
 func TestWorkerRestartMidStream(t *testing.T) {
-	for name, url := range databases(t) {
+	for name, url := range testkit.Databases(t) {
 		t.Run(name, func(t *testing.T) {
-			nc, js := startJetStream(t)
+			nc, js := testkit.Streams(t)
 			st, err := store.Open(context.Background(), url, t.TempDir())
 			if err != nil {
 				t.Fatal(err)
@@ -128,11 +94,11 @@ func TestWorkerRestartMidStream(t *testing.T) {
 			// First half: IP A crosses the brute-force threshold, the replay
 			// of session s is under way, and filler.
 			for i := range 12 {
-				ids = append(ids, publishSec(t, js, events.SecAuthFailed, events.SecurityData{IP: ipA, Namespace: "/media", Code: "token_invalid"}))
-				ids = append(ids, publishSec(t, js, events.SecAuthenticated, events.SecurityData{IP: fmt.Sprint("172.16.0.", i), Namespace: "/", UserID: fmt.Sprint("u", i)}))
+				ids = append(ids, testkit.Publish(t, js, events.DomainSecurity, events.SecAuthFailed, events.SecurityData{IP: ipA, Namespace: "/media", Code: "token_invalid"}))
+				ids = append(ids, testkit.Publish(t, js, events.DomainSecurity, events.SecAuthenticated, events.SecurityData{IP: fmt.Sprint("172.16.0.", i), Namespace: "/", UserID: fmt.Sprint("u", i)}))
 			}
 			for i := range 2 {
-				ids = append(ids, publishSec(t, js, events.SecAuthenticated, events.SecurityData{IP: fmt.Sprint("192.168.", i, ".1"), Namespace: "/media", UserID: "v", SessionID: "s-" + run}))
+				ids = append(ids, testkit.Publish(t, js, events.DomainSecurity, events.SecAuthenticated, events.SecurityData{IP: fmt.Sprint("192.168.", i, ".1"), Namespace: "/media", UserID: "v", SessionID: "s-" + run}))
 			}
 			stop := runWorker(t, nc, js, st, cfg)
 			waitAudit(t, st, ids)
@@ -141,11 +107,11 @@ func TestWorkerRestartMidStream(t *testing.T) {
 			// Second half, while it is down: more of A, the third replay IP,
 			// and B's attack.
 			for range 3 {
-				ids = append(ids, publishSec(t, js, events.SecAuthFailed, events.SecurityData{IP: ipA, Namespace: "/media", Code: "token_invalid"}))
+				ids = append(ids, testkit.Publish(t, js, events.DomainSecurity, events.SecAuthFailed, events.SecurityData{IP: ipA, Namespace: "/media", Code: "token_invalid"}))
 			}
-			ids = append(ids, publishSec(t, js, events.SecAuthenticated, events.SecurityData{IP: "192.168.9.1", Namespace: "/media", UserID: "v", SessionID: "s-" + run}))
+			ids = append(ids, testkit.Publish(t, js, events.DomainSecurity, events.SecAuthenticated, events.SecurityData{IP: "192.168.9.1", Namespace: "/media", UserID: "v", SessionID: "s-" + run}))
 			for range 10 {
-				ids = append(ids, publishSec(t, js, events.SecAuthFailed, events.SecurityData{IP: ipB, Namespace: "/admin", Code: "token_invalid"}))
+				ids = append(ids, testkit.Publish(t, js, events.DomainSecurity, events.SecAuthFailed, events.SecurityData{IP: ipB, Namespace: "/admin", Code: "token_invalid"}))
 			}
 			stop = runWorker(t, nc, js, st, cfg)
 			defer stop()
@@ -156,7 +122,7 @@ func TestWorkerRestartMidStream(t *testing.T) {
 				t.Fatalf("audit rows %d, want %d", total, len(ids))
 			}
 			want := map[string]int{"brute_force ip:" + ipA: 15, "brute_force ip:" + ipB: 10, "token_replay session:s-" + run: 3}
-			waitFor(t, func() error {
+			testkit.WaitFor(t, 10*time.Second, func() error {
 				got := map[string]int{}
 				for _, a := range streamAlerts(t, js) {
 					got[a.Rule+" "+a.Subject]++
@@ -172,7 +138,7 @@ func TestWorkerRestartMidStream(t *testing.T) {
 				return nil
 			})
 			// Stored alerts count what followed, across the restart.
-			waitFor(t, func() error {
+			testkit.WaitFor(t, 10*time.Second, func() error {
 				list, err := st.Alerts(context.Background(), store.Filter{Limit: 100})
 				if err != nil {
 					return err
@@ -193,7 +159,7 @@ func TestWorkerRestartMidStream(t *testing.T) {
 }
 
 func TestWorkerDeadLetters(t *testing.T) {
-	nc, js := startJetStream(t)
+	nc, js := testkit.Streams(t)
 	st, err := store.Open(context.Background(), "", t.TempDir())
 	if err != nil {
 		t.Fatal(err)
@@ -210,17 +176,17 @@ func TestWorkerDeadLetters(t *testing.T) {
 
 	bad := map[string][]byte{
 		"not json":       []byte("{"),
-		"missing ip":     envelope(t, events.SecAuthFailed, map[string]any{"namespace": "/", "code": "x"}),
-		"bad limit":      envelope(t, events.SecRateLimited, map[string]any{"ip": "1.2.3.4", "limit": "forever"}),
-		"unknown type":   envelope(t, "telepathy", map[string]any{"ip": "1.2.3.4"}),
-		"roles not list": envelope(t, events.SecAccessDenied, map[string]any{"ip": "1.2.3.4", "namespace": "/", "user_id": "u", "required_roles": "admin"}),
+		"missing ip":     testkit.Envelope(t, events.DomainSecurity, events.SecAuthFailed, map[string]any{"namespace": "/", "code": "x"}),
+		"bad limit":      testkit.Envelope(t, events.DomainSecurity, events.SecRateLimited, map[string]any{"ip": "1.2.3.4", "limit": "forever"}),
+		"unknown type":   testkit.Envelope(t, events.DomainSecurity, "telepathy", map[string]any{"ip": "1.2.3.4"}),
+		"roles not list": testkit.Envelope(t, events.DomainSecurity, events.SecAccessDenied, map[string]any{"ip": "1.2.3.4", "namespace": "/", "user_id": "u", "required_roles": "admin"}),
 	}
 	for _, body := range bad {
 		if _, err := js.Publish(context.Background(), "medianest.events.security.x", body); err != nil {
 			t.Fatal(err)
 		}
 	}
-	good := publishSec(t, js, events.SecAuthFailed, events.SecurityData{IP: "1.2.3.4", Namespace: "/", Code: "token_invalid"})
+	good := testkit.Publish(t, js, events.DomainSecurity, events.SecAuthFailed, events.SecurityData{IP: "1.2.3.4", Namespace: "/", Code: "token_invalid"})
 	got := 0
 	for got < len(bad) {
 		select {
@@ -234,31 +200,6 @@ func TestWorkerDeadLetters(t *testing.T) {
 		}
 	}
 	waitAudit(t, st, []string{good})
-}
-
-func envelope(t *testing.T, name string, data any) []byte {
-	t.Helper()
-	ev, err := events.New("test", events.DomainSecurity, name, "", data)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, _ := json.Marshal(ev)
-	return b
-}
-
-func waitFor(t *testing.T, fn func() error) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		err := fn()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatal(err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }
 
 func bunIn(ids []string) any { return bun.List(ids) }

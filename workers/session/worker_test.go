@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -17,43 +16,10 @@ import (
 	"github.com/uptrace/bun"
 
 	"github.com/medianest/hub/events"
-	"github.com/medianest/hub/internal/bus"
-	"github.com/medianest/hub/internal/natstest"
 	"github.com/medianest/hub/internal/store"
+	"github.com/medianest/hub/internal/testkit"
 	"github.com/medianest/hub/schema"
 )
-
-func startJetStream(t *testing.T) (*nats.Conn, jetstream.JetStream) {
-	t.Helper()
-	nc, js := natstest.Connect(t, natstest.Server(t))
-	if err := bus.EnsureStreams(context.Background(), js, bus.StreamOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	return nc, js
-}
-
-func databases(t *testing.T) map[string]string {
-	dbs := map[string]string{"sqlite": ""}
-	if dsn := os.Getenv("MEDIANEST_TEST_POSTGRES_DSN"); dsn != "" {
-		dbs["postgres"] = dsn
-	} else {
-		t.Log("MEDIANEST_TEST_POSTGRES_DSN is not set; the worker runs on SQLite only")
-	}
-	return dbs
-}
-
-func publish(t *testing.T, js jetstream.JetStream, name string, data any) string {
-	t.Helper()
-	ev, err := events.New("test", events.DomainSession, name, "", data)
-	if err != nil {
-		t.Fatal(err)
-	}
-	raw, _ := json.Marshal(ev)
-	if _, err := js.Publish(context.Background(), "medianest.events.session."+name, raw); err != nil {
-		t.Fatal(err)
-	}
-	return ev.ID
-}
 
 // runWorker runs a worker until the returned stop is called.
 func runWorker(t *testing.T, nc *nats.Conn, js jetstream.JetStream, st *store.Store, v *schema.Validator) (stop func()) {
@@ -72,9 +38,9 @@ func runWorker(t *testing.T, nc *nats.Conn, js jetstream.JetStream, st *store.St
 }
 
 func TestWorkerRestartMidStream(t *testing.T) {
-	for name, url := range databases(t) {
+	for name, url := range testkit.Databases(t) {
 		t.Run(name, func(t *testing.T) {
-			nc, js := startJetStream(t)
+			nc, js := testkit.Streams(t)
 			st, err := store.Open(context.Background(), url, t.TempDir())
 			if err != nil {
 				t.Fatal(err)
@@ -89,7 +55,7 @@ func TestWorkerRestartMidStream(t *testing.T) {
 			stop := runWorker(t, nc, js, st, v)
 			var ids []string
 			for i := range sessionsN {
-				ids = append(ids, publish(t, js, events.SessionCreated, events.SessionCreatedData{
+				ids = append(ids, testkit.Publish(t, js, events.DomainSession, events.SessionCreated, events.SessionCreatedData{
 					SessionID: fmt.Sprintf("%s-%d", run, i), UserID: "u" + run, ExpiresAt: time.Now().Add(time.Hour),
 				}))
 				if i == sessionsN/3 {
@@ -97,7 +63,7 @@ func TestWorkerRestartMidStream(t *testing.T) {
 					stop = runWorker(t, nc, js, st, v) // …and start it again
 				}
 			}
-			revokeID := publish(t, js, events.SessionRevoked, events.SessionRevokedData{SessionID: run + "-7", Reason: "test"})
+			revokeID := testkit.Publish(t, js, events.DomainSession, events.SessionRevoked, events.SessionRevokedData{SessionID: run + "-7", Reason: "test"})
 			ids = append(ids, revokeID)
 			defer func() { stop() }()
 
@@ -145,7 +111,7 @@ func TestWorkerRestartMidStream(t *testing.T) {
 }
 
 func TestWorkerDeadLetters(t *testing.T) {
-	nc, js := startJetStream(t)
+	nc, js := testkit.Streams(t)
 	st, err := store.Open(context.Background(), "", t.TempDir())
 	if err != nil {
 		t.Fatal(err)
@@ -167,16 +133,16 @@ func TestWorkerDeadLetters(t *testing.T) {
 		reason        string
 	}{
 		{"not json", "medianest.events.session.created", []byte("{nope"), "not JSON"},
-		{"missing user", "medianest.events.session.created", envelope(t, "created", map[string]any{"session_id": "s", "expires_at": time.Now()}), "user_id"},
-		{"unknown type", "medianest.events.session.exploded", envelope(t, "exploded", map[string]any{}), "unknown event type"},
-		{"revocation without target", "medianest.events.session.revoked", envelope(t, "revoked", map[string]any{"reason": "x"}), "data"},
+		{"missing user", "medianest.events.session.created", testkit.Envelope(t, events.DomainSession, "created", map[string]any{"session_id": "s", "expires_at": time.Now()}), "user_id"},
+		{"unknown type", "medianest.events.session.exploded", testkit.Envelope(t, events.DomainSession, "exploded", map[string]any{}), "unknown event type"},
+		{"revocation without target", "medianest.events.session.revoked", testkit.Envelope(t, events.DomainSession, "revoked", map[string]any{"reason": "x"}), "data"},
 	}
 	for _, b := range bad {
 		if _, err := js.Publish(context.Background(), b.subject, b.body); err != nil {
 			t.Fatal(err)
 		}
 	}
-	good := publish(t, js, events.SessionCreated, events.SessionCreatedData{SessionID: "after-bad", UserID: "u", ExpiresAt: time.Now().Add(time.Hour)})
+	good := testkit.Publish(t, js, events.DomainSession, events.SessionCreated, events.SessionCreatedData{SessionID: "after-bad", UserID: "u", ExpiresAt: time.Now().Add(time.Hour)})
 	for _, b := range bad {
 		select {
 		case m := <-dead:
@@ -233,16 +199,6 @@ func countSecurityEvents(t *testing.T, js jetstream.JetStream, id string) int {
 		}
 	}
 	return got
-}
-
-func envelope(t *testing.T, name string, data any) []byte {
-	t.Helper()
-	ev, err := events.New("test", events.DomainSession, name, "", data)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, _ := json.Marshal(ev)
-	return b
 }
 
 func contains(s, sub string) bool { return strings.Contains(s, sub) }
