@@ -116,17 +116,6 @@ func (s *Server) Of(name string) *Namespace {
 	return ns
 }
 
-// Namespaces returns the registered namespaces.
-func (s *Server) Namespaces() []*Namespace {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	out := make([]*Namespace, 0, len(s.namespaces))
-	for _, ns := range s.namespaces {
-		out = append(out, ns)
-	}
-	return out
-}
-
 func (s *Server) lookup(name string) *Namespace {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -233,17 +222,6 @@ func (c *Conn) closeIfIdle() {
 
 // Close closes the connection and every socket on it.
 func (c *Conn) Close(reason string) { c.eio.Close(reason) }
-
-// Sockets returns the connection's sockets.
-func (c *Conn) Sockets() []*Socket {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	out := make([]*Socket, 0, len(c.sockets))
-	for _, s := range c.sockets {
-		out = append(out, s)
-	}
-	return out
-}
 
 func (c *Conn) socket(ns string) *Socket {
 	c.mu.Lock()

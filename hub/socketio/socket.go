@@ -117,9 +117,6 @@ func (s *Socket) Emit(event string, args ...any) bool {
 	return s.conn.send(protocol.AppendEvent(nil, s.ns.name, protocol.NoID, event, raw...))
 }
 
-// SendFrame queues a prepared frame for this socket.
-func (s *Socket) SendFrame(frame []byte) bool { return s.conn.send(frame) }
-
 // EmitWithAck sends an event and calls cb with the client's ack arguments,
 // or with [ErrAckTimeout] or [ErrDisconnected]. cb runs on another goroutine.
 func (s *Socket) EmitWithAck(event string, timeout time.Duration, cb func([]json.RawMessage, error), args ...any) bool {
