@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/uptrace/bun"
+	"github.com/uptrace/bun/dialect"
+	"github.com/uptrace/bun/dialect/pgdialect"
 )
 
 // AuditRecord is one security event in the audit log.
@@ -59,13 +61,42 @@ func InsertAudit(ctx context.Context, db bun.IDB, recs []AuditRecord) (map[strin
 		return fresh, nil
 	}
 	var ids []string
-	if err := db.NewInsert().Model(&recs).On("CONFLICT (id) DO NOTHING").Returning("id").Scan(ctx, &ids); err != nil {
+	var err error
+	if db.Dialect().Name() == dialect.PG {
+		err = insertAuditPG(ctx, db, recs, &ids)
+	} else {
+		err = db.NewInsert().Model(&recs).On("CONFLICT (id) DO NOTHING").Returning("id").Scan(ctx, &ids)
+	}
+	if err != nil {
 		return nil, fmt.Errorf("store: insert %d audit records: %w", len(recs), err)
 	}
 	for _, id := range ids {
 		fresh[id] = true
 	}
 	return fresh, nil
+}
+
+// insertAuditPG sends a batch as one array per column and unnests them in
+// the server: PostgreSQL reads ten array values far faster than a VALUES
+// list of ten literals per row, which it parses and plans row by row.
+func insertAuditPG(ctx context.Context, db bun.IDB, recs []AuditRecord, ids *[]string) error {
+	n := len(recs)
+	var (
+		id, typ, ip, user, sess, ns, code, data = make([]string, n), make([]string, n), make([]string, n), make([]string, n),
+			make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		at  = make([]time.Time, n)
+		seq = make([]int64, n)
+	)
+	for i, r := range recs {
+		id[i], typ[i], at[i], ip[i], user[i], sess[i], ns[i], code[i], data[i], seq[i] =
+			r.ID, r.Type, r.OccurredAt, r.IP, r.UserID, r.SessionID, r.Namespace, r.Code, r.Data, r.StreamSeq
+	}
+	return db.NewRaw(`INSERT INTO security_audit (id, type, occurred_at, ip, user_id, session_id, namespace, code, data, stream_seq)
+SELECT * FROM unnest(?::varchar[], ?::varchar[], ?::timestamp[], ?::varchar[], ?::varchar[], ?::varchar[], ?::varchar[], ?::varchar[], ?::text[], ?::bigint[])
+ON CONFLICT (id) DO NOTHING RETURNING id`,
+		pgdialect.Array(id), pgdialect.Array(typ), pgdialect.Array(at), pgdialect.Array(ip), pgdialect.Array(user),
+		pgdialect.Array(sess), pgdialect.Array(ns), pgdialect.Array(code), pgdialect.Array(data), pgdialect.Array(seq),
+	).Scan(ctx, ids)
 }
 
 // UpsertAlerts stores alerts or updates their count, last sighting and
