@@ -113,23 +113,41 @@ type hit struct {
 	value string // the distinct value (user, IP) for distinct-count rules
 }
 
-// series is the events of one rule and subject within the window.
+// series is the events of one rule and subject within the window. For a
+// distinct-count rule it also counts each value's hits in the window, so
+// the number of distinct values is known without a rescan.
 type series struct {
-	hits []hit
+	hits   []hit
+	values map[string]int // value → hits in the window; nil for plain counts
+}
+
+func (s *series) add(h hit) {
+	s.hits = append(s.hits, h)
+	if h.value != "" {
+		if s.values == nil {
+			s.values = map[string]int{}
+		}
+		s.values[h.value]++
+	}
 }
 
 func (s *series) prune(cutoff time.Time) {
 	i := 0
 	for i < len(s.hits) && s.hits[i].at.Before(cutoff) {
+		if v := s.hits[i].value; v != "" {
+			if s.values[v]--; s.values[v] == 0 {
+				delete(s.values, v)
+			}
+		}
 		i++
 	}
 	s.hits = s.hits[i:]
 }
 
 func (s *series) distinct() map[string]struct{} {
-	seen := make(map[string]struct{}, len(s.hits))
-	for _, h := range s.hits {
-		seen[h.value] = struct{}{}
+	seen := make(map[string]struct{}, len(s.values))
+	for v := range s.values {
+		seen[v] = struct{}{}
 	}
 	return seen
 }
@@ -215,7 +233,7 @@ func (d *Detector) count(name string, r Rule, subject string, o Observation, dis
 		d.series[k] = s
 	}
 	s.prune(o.Time.Add(-r.Window))
-	s.hits = append(s.hits, hit{at: o.Time, id: o.ID, value: distinct})
+	s.add(hit{at: o.Time, id: o.ID, value: distinct})
 
 	if a := d.open[k]; a != nil && !o.Time.After(a.LastSeen.Add(r.Window)) {
 		if distinct != "" {
@@ -233,13 +251,15 @@ func (d *Detector) count(name string, r Rule, subject string, o Observation, dis
 	}
 	delete(d.open, k)
 	level := len(s.hits)
-	var values map[string]struct{}
 	if distinct != "" {
-		values = s.distinct()
-		level = len(values)
+		level = len(s.values)
 	}
 	if level < r.Threshold {
 		return nil
+	}
+	var values map[string]struct{}
+	if distinct != "" {
+		values = s.distinct()
 	}
 	a := &Alert{
 		ID: alertID(name, subject, o.ID), Rule: name, Severity: r.Severity, Subject: subject,

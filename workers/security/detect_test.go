@@ -81,6 +81,30 @@ func TestDetections(t *testing.T) {
 			}
 			return out
 		}, RuleCredentialStuffing, "", 0, 0},
+		{"credential stuffing: users that left the window are not counted", func() []Observation {
+			// Four users, then 11 minutes later two of them again and two
+			// new ones: never 5 distinct within 10 minutes.
+			var out []Observation
+			for i := range 4 {
+				out = append(out, obs(i, events.SecAuthFailed, t0.Add(time.Duration(i)*time.Second), events.SecurityData{IP: "5.6.7.8", Code: "token_invalid", UserID: fmt.Sprint("u", i)}))
+			}
+			for i := range 4 {
+				out = append(out, obs(10+i, events.SecAuthFailed, t0.Add(11*time.Minute+time.Duration(i)*time.Second), events.SecurityData{IP: "5.6.7.8", Code: "token_invalid", UserID: fmt.Sprint("u", i+2)}))
+			}
+			return out
+		}, RuleCredentialStuffing, "", 0, 0},
+		{"credential stuffing: a user seen twice stays counted while one sighting is in the window", func() []Observation {
+			// u0 at 0 and 9 min; u1..u4 at 10–13 min: u0's first sighting
+			// leaves the window, its second keeps it counted → 5 distinct.
+			out := []Observation{
+				obs(0, events.SecAuthFailed, t0, events.SecurityData{IP: "5.6.7.8", Code: "token_invalid", UserID: "u0"}),
+				obs(1, events.SecAuthFailed, t0.Add(9*time.Minute), events.SecurityData{IP: "5.6.7.8", Code: "token_invalid", UserID: "u0"}),
+			}
+			for i := 1; i <= 4; i++ {
+				out = append(out, obs(1+i, events.SecAuthFailed, t0.Add(time.Duration(9+i)*time.Minute), events.SecurityData{IP: "5.6.7.8", Code: "token_invalid", UserID: fmt.Sprint("u", i)}))
+			}
+			return out
+		}, RuleCredentialStuffing, "ip:5.6.7.8", 1, 5},
 		{"token replay: one session from 3 IPs", func() []Observation {
 			var out []Observation
 			for i := range 4 {

@@ -173,6 +173,13 @@ func (w *Worker) session(ctx context.Context) error {
 		return fmt.Errorf("consumer %s: %w", w.cfg.Durable, err)
 	}
 	for ctx.Err() == nil {
+		// Start from the acknowledged position: whatever this worker, or
+		// one that held the lease before, read and did not commit is
+		// delivered again, in stream order (a nak would put it back in
+		// the order the naks arrive, behind messages already in flight).
+		if _, err := w.js.ResetConsumer(ctx, w.stream, w.cfg.Durable); err != nil {
+			return fmt.Errorf("reset consumer %s to its ack floor: %w", w.cfg.Durable, err)
+		}
 		if err := w.rebuild(ctx, cons); err != nil {
 			return err
 		}
@@ -183,8 +190,8 @@ func (w *Worker) session(ctx context.Context) error {
 			if ctx.Err() != nil {
 				return nil
 			}
-			w.log.Warn().Err(err).Msg("batch not applied; rebuilding detections and retrying")
-			select { // back off here rather than with delayed naks, which would reorder
+			w.log.Warn().Err(err).Msg("batch not applied; going back to the last committed event")
+			select {
 			case <-ctx.Done():
 				return nil
 			case <-time.After(time.Second):
@@ -194,34 +201,86 @@ func (w *Worker) session(ctx context.Context) error {
 	return nil
 }
 
-// consume streams messages (fetching ahead while a batch commits) and
-// handles them in batches until an error. A failed batch is handed back
-// for redelivery, and the caller rebuilds the detections before going on,
-// so they never count an event twice.
+// batch is a run of messages fetched together, parsed ahead of its commit.
+type batch struct {
+	msgs  []jetstream.Msg // in stream order; the last one acknowledges all
+	items []parsed        // the valid events among them
+	bad   []rejected      // the invalid ones, to dead-letter
+	err   error           // the iterator failed; msgs is empty
+}
+
+type parsed struct {
+	o   Observation
+	rec store.AuditRecord
+}
+
+type rejected struct {
+	m      jetstream.Msg
+	reason string
+}
+
+// consume handles messages in batches until an error. A reader goroutine
+// fetches and parses the next batch (JSON and schema checks: most of the
+// worker's own CPU) while this one commits the current batch, so the
+// database and the parsing overlap. What was read but not committed is
+// left unacknowledged: the next session resets the consumer to its ack
+// floor, so it comes again, in stream order.
 func (w *Worker) consume(ctx context.Context, cons jetstream.Consumer) error {
 	it, err := cons.Messages(jetstream.PullMaxMessages(2*w.cfg.Batch), jetstream.PullHeartbeat(5*time.Second))
 	if err != nil {
 		return err
 	}
-	defer it.Stop()
-	stop := context.AfterFunc(ctx, func() { bus.HandBack(it) })
-	defer stop()
-	msgs := make([]jetstream.Msg, 0, w.cfg.Batch)
+	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	next := make(chan *batch, 1)
+	go w.read(rctx, it, next)
+	defer func() {
+		cancel()
+		it.Drain()
+		for range next { // wait for the reader to finish
+		}
+	}()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case b, ok := <-next:
+			switch {
+			case !ok:
+				return ctx.Err()
+			case b.err != nil:
+				return b.err
+			}
+			if err := w.handle(ctx, b); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// read fetches batches of up to Batch messages — the first waited for,
+// the rest taken while they arrive within FetchWait — parses them and
+// hands them on until ctx ends or the iterator closes.
+func (w *Worker) read(ctx context.Context, it jetstream.MessagesContext, next chan<- *batch) {
+	defer close(next)
 	for ctx.Err() == nil {
-		msgs = msgs[:0]
 		first, err := it.Next(jetstream.NextMaxWait(time.Second))
 		if err != nil {
 			if errors.Is(err, nats.ErrTimeout) || errors.Is(err, jetstream.ErrNoHeartbeat) {
 				continue
 			}
-			if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
-				return ctx.Err()
+			if !errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+				select {
+				case next <- &batch{err: err}:
+				case <-ctx.Done():
+				}
 			}
-			return err
+			return
 		}
-		msgs = append(msgs, first)
+		b := &batch{msgs: make([]jetstream.Msg, 1, w.cfg.Batch)}
+		b.msgs[0] = first
 		deadline := time.Now().Add(w.cfg.FetchWait)
-		for len(msgs) < w.cfg.Batch {
+		for len(b.msgs) < w.cfg.Batch {
 			wait := time.Until(deadline)
 			if wait <= 0 {
 				break
@@ -230,20 +289,35 @@ func (w *Worker) consume(ctx context.Context, cons jetstream.Consumer) error {
 			if err != nil {
 				break
 			}
-			msgs = append(msgs, m)
+			b.msgs = append(b.msgs, m)
 		}
-		if err := w.handle(ctx, msgs); err != nil {
-			// Hand the batch and everything fetched after it back at once
-			// and in order, so redelivery keeps the stream's order.
-			for _, m := range msgs {
-				_ = m.Nak()
-			}
-			bus.HandBack(it)
-			return err
+		w.prepare(b)
+		select {
+		case next <- b:
+		case <-ctx.Done():
+			return
 		}
 	}
-	bus.HandBack(it)
-	return nil
+}
+
+// prepare parses a batch's messages into audit records and observations.
+func (w *Worker) prepare(b *batch) {
+	b.items = make([]parsed, 0, len(b.msgs))
+	for _, m := range b.msgs {
+		o, data, err := w.parse(m.Data())
+		if err != nil {
+			b.bad = append(b.bad, rejected{m, err.Error()})
+			continue
+		}
+		var seq int64
+		if md, err := m.Metadata(); err == nil {
+			seq = int64(md.Sequence.Stream)
+		}
+		b.items = append(b.items, parsed{o: o, rec: store.AuditRecord{
+			ID: o.ID, Type: "security." + o.Name, OccurredAt: o.Time.UTC(), IP: o.Data.IP, UserID: o.Data.UserID,
+			SessionID: o.Data.SessionID, Namespace: o.Data.Namespace, Code: o.Data.Code, Data: string(data), StreamSeq: seq,
+		}})
+	}
 }
 
 // rebuild replays the events of the last window that the consumer has
@@ -341,45 +415,31 @@ func securityData(doc any) events.SecurityData {
 	return d
 }
 
-// handle applies one batch: audit rows, detections, alerts and blocks in
-// one transaction, then the publishes, then the acks. Only events the
-// audit log did not hold yet are observed, so a redelivered event is never
-// counted twice.
-func (w *Worker) handle(ctx context.Context, msgs []jetstream.Msg) error {
+// handle applies one parsed batch: audit rows, detections, alerts and
+// blocks in one transaction, then the publishes, then the acks. Only
+// events the audit log did not hold yet are observed, so a redelivered
+// event is never counted twice.
+func (w *Worker) handle(ctx context.Context, b *batch) error {
 	start := time.Now()
-	type item struct {
-		o Observation
-		m jetstream.Msg
-	}
-	if len(msgs) == 0 {
+	if len(b.msgs) == 0 {
 		return nil
 	}
 	var (
-		items   []item
-		recs    []store.AuditRecord
 		changed = map[string]*Alert{}
 		order   []string
 		blocks  []store.IPBlock
 	)
-	for _, m := range msgs {
-		o, data, err := w.parse(m.Data())
-		if err != nil {
-			if err := w.deadLetter(ctx, m, err.Error()); err != nil {
-				return err
-			}
-			continue
+	for _, r := range b.bad {
+		if err := w.deadLetter(ctx, r.m, r.reason); err != nil {
+			return err
 		}
-		items = append(items, item{o, m})
-		var seq int64
-		if md, err := m.Metadata(); err == nil {
-			seq = int64(md.Sequence.Stream)
-		}
-		recs = append(recs, store.AuditRecord{
-			ID: o.ID, Type: "security." + o.Name, OccurredAt: o.Time.UTC(), IP: o.Data.IP, UserID: o.Data.UserID,
-			SessionID: o.Data.SessionID, Namespace: o.Data.Namespace, Code: o.Data.Code, Data: string(data), StreamSeq: seq,
-		})
 	}
+	items := b.items
 	if len(items) > 0 {
+		recs := make([]store.AuditRecord, len(items))
+		for i := range items {
+			recs[i] = items[i].rec
+		}
 		err := w.store.DB.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
 			fresh, err := store.InsertAudit(ctx, tx, recs)
 			if err != nil {
@@ -436,7 +496,7 @@ func (w *Worker) handle(ctx context.Context, msgs []jetstream.Msg) error {
 	// stored), synchronous, so the consumer's ack floor — where a rebuild
 	// replays up to — is current.
 	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-	_ = msgs[len(msgs)-1].DoubleAck(actx)
+	_ = b.msgs[len(b.msgs)-1].DoubleAck(actx)
 	cancel()
 	w.metrics.events.WithLabelValues("stored").Add(float64(len(items)))
 	w.metrics.batchTime.Observe(time.Since(start).Seconds())

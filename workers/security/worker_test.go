@@ -158,6 +158,86 @@ func TestWorkerRestartMidStream(t *testing.T) {
 	}
 }
 
+// TestWorkerCommitFailsMidStream makes the database refuse one event's row
+// for a while (a trigger, so the failure comes from a real SQLite): the
+// worker hands that batch and everything it read after it back, retries,
+// and ends with every event stored once, in stream order, and one alert
+// counting every failure.
+func TestWorkerCommitFailsMidStream(t *testing.T) {
+	ctx := context.Background()
+	nc, js := testkit.Streams(t)
+	st, err := store.Open(ctx, "", t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	for _, q := range []string{
+		`CREATE TABLE refuse (id TEXT PRIMARY KEY)`,
+		`CREATE TRIGGER refuse_audit BEFORE INSERT ON security_audit
+		 WHEN EXISTS (SELECT 1 FROM refuse WHERE id = NEW.id)
+		 BEGIN SELECT RAISE(ABORT, 'refused by the test'); END`,
+	} {
+		if _, err := st.DB.ExecContext(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var ids []string
+	for i := range 300 {
+		if i%3 == 0 {
+			ids = append(ids, testkit.Publish(t, js, events.DomainSecurity, events.SecAuthFailed, events.SecurityData{IP: "10.9.9.9", Namespace: "/media", Code: "token_invalid"}))
+		} else {
+			ids = append(ids, testkit.Publish(t, js, events.DomainSecurity, events.SecAuthenticated, events.SecurityData{IP: fmt.Sprint("172.16.1.", i%200), Namespace: "/", UserID: fmt.Sprint("u", i)}))
+		}
+	}
+	if _, err := st.DB.ExecContext(ctx, `INSERT INTO refuse (id) VALUES (?)`, ids[150]); err != nil {
+		t.Fatal(err)
+	}
+	stop := runWorker(t, nc, js, st, Config{NoIPBlocks: true, NoReplayRevocation: true, Batch: 10, LeaseTTL: time.Second})
+	defer stop()
+	// The worker gets as far as the refused batch and no further.
+	testkit.WaitFor(t, 10*time.Second, func() error {
+		n, err := st.CountAudit(ctx)
+		if err != nil || n != 150 {
+			return fmt.Errorf("audit rows %d (%v), want the 150 before the refused batch", n, err)
+		}
+		return nil
+	})
+	time.Sleep(1500 * time.Millisecond) // at least one retry is refused too
+	if n, _ := st.CountAudit(ctx); n != 150 {
+		t.Fatalf("audit rows %d while the batch is refused", n)
+	}
+	if _, err := st.DB.ExecContext(ctx, `DELETE FROM refuse`); err != nil {
+		t.Fatal(err)
+	}
+	waitAudit(t, st, ids)
+
+	var seqs []int64
+	if err := st.DB.NewSelect().Table("security_audit").Column("stream_seq").OrderExpr("rowid").Scan(ctx, &seqs); err != nil {
+		t.Fatal(err)
+	}
+	if len(seqs) != len(ids) {
+		t.Fatalf("%d audit rows, want %d", len(seqs), len(ids))
+	}
+	for i := 1; i < len(seqs); i++ {
+		if seqs[i] <= seqs[i-1] {
+			t.Fatalf("row %d has stream sequence %d after %d: redelivery broke the stream's order", i, seqs[i], seqs[i-1])
+		}
+	}
+	testkit.WaitFor(t, 10*time.Second, func() error {
+		list, err := st.Alerts(ctx, store.Filter{Rule: RuleBruteForce})
+		if err != nil {
+			return err
+		}
+		if len(list) != 1 || list[0].Count != 100 {
+			return fmt.Errorf("brute-force alerts %+v, want one counting 100", list)
+		}
+		return nil
+	})
+	if got := streamAlerts(t, js); len(got) != 1 {
+		t.Fatalf("%d alerts on the stream, want 1: %+v", len(got), got)
+	}
+}
+
 func TestWorkerDeadLetters(t *testing.T) {
 	nc, js := testkit.Streams(t)
 	st, err := store.Open(context.Background(), "", t.TempDir())
