@@ -1,8 +1,15 @@
 // Package engineio is the Engine.IO v4 transport layer of the hub: it
-// upgrades HTTP requests to WebSocket sessions (on melody), performs the
-// Engine.IO handshake, runs the ping/pong heartbeat, enforces maxPayload and
-// a bounded send queue per connection, and hands message payloads to a
+// upgrades HTTP requests to WebSocket connections (gorilla/websocket for
+// the handshake and for reading frames), performs the Engine.IO
+// handshake, runs the ping/pong heartbeat, enforces maxPayload and a
+// bounded send queue per connection, and hands message payloads to a
 // [Handler].
+//
+// A connection costs one goroutine, its reader, while it is idle. Frames
+// sent to it are queued; a writer goroutine runs only while the queue
+// holds frames, and writes everything queued at once — the WebSocket
+// frames of many Engine.IO packets in one writev(2) — straight to the TCP
+// connection. A broadcast's frame is shared by every connection it goes to.
 //
 // Concurrency: a Handler's Message and Binary methods are called from the
 // connection's single reader goroutine, in order. [Conn.Send] may be called
@@ -11,7 +18,6 @@
 package engineio
 
 import (
-	"bufio"
 	"encoding/json"
 	"errors"
 	"net"
@@ -21,7 +27,6 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
-	"github.com/olahol/melody"
 	"github.com/rs/zerolog"
 
 	"github.com/medianest/hub/hub/protocol"
@@ -98,41 +103,34 @@ type Stats struct {
 
 // Server is an Engine.IO server for the WebSocket transport.
 type Server struct {
-	cfg      Config
-	h        Handler
-	m        *melody.Melody
-	log      zerolog.Logger
-	stats    Stats
-	closing  atomic.Bool
-	conns    sync.Map // *Conn -> struct{}
-	wg       sync.WaitGroup
-	closeOne sync.Once
+	cfg     Config
+	h       Handler
+	up      websocket.Upgrader
+	log     zerolog.Logger
+	stats   Stats
+	closing atomic.Bool
+	conns   sync.Map // *Conn -> struct{}
+	wg      sync.WaitGroup
 }
 
 // NewServer returns a Server that hands connections to h.
 func NewServer(cfg Config, h Handler, log zerolog.Logger) *Server {
 	cfg.setDefaults()
-	m := melody.New()
-	m.Config.MaxMessageSize = cfg.MaxPayload
-	m.Config.MessageBufferSize = cfg.SendQueue
-	m.Config.WriteWait = cfg.WriteTimeout
-	// WebSocket-level pings keep NATs and proxies warm and detect dead TCP
-	// peers; the Engine.IO heartbeat below is what clients check.
-	m.Config.PingPeriod = cfg.PingInterval
-	m.Config.PongWait = cfg.PingInterval + cfg.PingTimeout + cfg.WriteTimeout
-	// The Socket.io layer checks Origin and answers with a readable
-	// connect_error; refusing the upgrade would leave the client guessing.
-	m.Upgrader.CheckOrigin = func(*http.Request) bool { return true }
-	m.Upgrader.ReadBufferSize = 1024
-	m.Upgrader.WriteBufferSize = 1024
-	m.Upgrader.WriteBufferPool = &sync.Pool{}
-
-	s := &Server{cfg: cfg, h: h, m: m, log: log}
-	m.HandleConnect(s.onConnect)
-	m.HandleMessage(s.onMessage)
-	m.HandleMessageBinary(s.onBinary)
-	m.HandleError(s.onError)
-	m.HandleDisconnect(s.onDisconnect)
+	s := &Server{cfg: cfg, h: h, log: log}
+	s.up = websocket.Upgrader{
+		// The Socket.io layer checks Origin and answers with a readable
+		// connect_error; refusing the upgrade would leave the client
+		// guessing.
+		CheckOrigin:    func(*http.Request) bool { return true },
+		ReadBufferSize: 1024,
+		// The handshake response is written with a pooled buffer and
+		// frames with the transport's own writer, so no connection keeps
+		// a write buffer of gorilla's.
+		WriteBufferPool: &sync.Pool{},
+		Error: func(w http.ResponseWriter, _ *http.Request, status int, reason error) {
+			writeError(w, status, 3, "Bad request")
+		},
+	}
 	return s
 }
 
@@ -154,7 +152,10 @@ func writeError(w http.ResponseWriter, status, code int, msg string) {
 	_ = json.NewEncoder(w).Encode(errorBody{Code: code, Message: msg})
 }
 
-// ServeHTTP accepts Engine.IO v4 WebSocket connections.
+// ServeHTTP accepts Engine.IO v4 WebSocket connections. It returns once
+// the connection is upgraded and opened: net/http's per-connection state
+// (its buffers, its goroutine) is freed then, and the connection lives on
+// its reader goroutine.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// Counted before the closing check, so Shutdown waits for every
 	// connection that got past it.
@@ -182,52 +183,92 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, 3, "Bad request")
 		return
 	}
-	c := &Conn{id: newSID(), srv: s}
-	hw := &hijackRecorder{ResponseWriter: w, conn: c, upgraded: make(chan struct{})}
-	c.req = r
-	// The session runs on a goroutine of its own, and this handler returns
-	// as soon as the connection is hijacked: net/http's per-connection
-	// state (its buffers, its goroutine's stack) is then freed instead of
-	// living as long as the WebSocket.
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		err := s.m.HandleRequestWithKeys(hw, r, map[string]any{connKey: c})
-		hw.release() // a failed upgrade has written its response by now
-		if err != nil && !errors.Is(err, melody.ErrClosed) {
-			s.log.Debug().Err(err).Msg("websocket upgrade failed")
-		}
-	}()
-	<-hw.upgraded
-}
-
-const connKey = "eio"
-
-func connOf(sess *melody.Session) *Conn {
-	v, _ := sess.Get(connKey)
-	c, _ := v.(*Conn)
-	return c
-}
-
-func (s *Server) onConnect(sess *melody.Session) {
-	c := connOf(sess)
-	c.sess = sess
+	ws, err := s.up.Upgrade(w, r, nil)
+	if err != nil {
+		s.log.Debug().Err(err).Msg("websocket upgrade failed")
+		return
+	}
+	ws.SetReadLimit(s.cfg.MaxPayload)
+	c := &Conn{id: newSID(), srv: s, ws: ws, nc: ws.UnderlyingConn()}
 	s.conns.Store(c, struct{}{})
 	s.stats.Open.Add(1)
 	s.stats.Opened.Add(1)
-	_ = sess.Write(protocol.OpenPacket(c.id, s.cfg.PingInterval, s.cfg.PingTimeout, s.cfg.MaxPayload))
-	s.h.Open(c, c.req)
-	c.req = nil
+	s.wg.Add(1)
+	c.Send(protocol.OpenPacket(c.id, s.cfg.PingInterval, s.cfg.PingTimeout, s.cfg.MaxPayload))
+	s.h.Open(c, r)
 	c.mu.Lock()
 	c.timer = time.AfterFunc(s.cfg.PingInterval, c.heartbeat)
 	c.mu.Unlock()
+	go c.read()
 }
 
-func (s *Server) onMessage(sess *melody.Session, frame []byte) {
-	c := connOf(sess)
-	if c == nil || c.closed.Load() {
-		return
+// read is the connection's reader goroutine: it hands each message to
+// the handler, in order, until the connection fails or closes.
+func (c *Conn) read() {
+	s := c.srv
+	defer s.wg.Done()
+	defer c.finish()
+	for {
+		typ, data, err := c.ws.ReadMessage()
+		if err != nil {
+			c.readError(err)
+			return
+		}
+		if c.closed.Load() {
+			return
+		}
+		if typ == websocket.BinaryMessage {
+			s.h.Binary(c, data)
+			continue
+		}
+		s.onMessage(c, data)
 	}
+}
+
+// readError records why reading ended. gorilla has already answered a
+// close frame, or sent 1009 for an oversized one.
+func (c *Conn) readError(err error) {
+	switch {
+	case errors.Is(err, websocket.ErrReadLimit):
+		if c.setReason(ReasonPayloadTooBig) {
+			c.srv.stats.Oversized.Add(1)
+		}
+	default:
+		var ce *websocket.CloseError
+		if errors.As(err, &ce) {
+			c.setReason(ReasonTransportClose)
+		} else {
+			c.setReason(ReasonTransportError)
+		}
+	}
+}
+
+// finish ends a connection whose reader has stopped: the handler hears
+// of it once, and the TCP connection is closed once the writer has
+// written what it holds (a close frame, say).
+func (c *Conn) finish() {
+	s := c.srv
+	c.closed.Store(true)
+	c.mu.Lock()
+	if c.timer != nil {
+		c.timer.Stop()
+	}
+	c.mu.Unlock()
+	c.setReason(ReasonTransportClose)
+	s.conns.Delete(c)
+	s.stats.Open.Add(-1)
+	s.h.Close(c, c.reason())
+	c.wmu.Lock()
+	c.queue, c.spare = nil, nil
+	c.done = true
+	writing := c.writing
+	c.wmu.Unlock()
+	if !writing {
+		_ = c.nc.Close()
+	}
+}
+
+func (s *Server) onMessage(c *Conn, frame []byte) {
 	typ, payload, err := protocol.DecodeEIO(frame)
 	if err != nil {
 		s.stats.BadFrames.Add(1)
@@ -256,55 +297,6 @@ func (s *Server) onMessage(sess *melody.Session, frame []byte) {
 	}
 }
 
-func (s *Server) onBinary(sess *melody.Session, data []byte) {
-	if c := connOf(sess); c != nil && !c.closed.Load() {
-		s.h.Binary(c, data)
-	}
-}
-
-func (s *Server) onError(sess *melody.Session, err error) {
-	c := connOf(sess)
-	if c == nil {
-		return
-	}
-	switch {
-	case errors.Is(err, melody.ErrMessageBufferFull):
-		if c.setReason(ReasonSlowConsumer) {
-			s.stats.SlowConsumers.Add(1)
-		}
-		c.kill()
-	case errors.Is(err, websocket.ErrReadLimit):
-		if c.setReason(ReasonPayloadTooBig) {
-			s.stats.Oversized.Add(1)
-		}
-	case errors.Is(err, melody.ErrWriteClosed), errors.Is(err, melody.ErrSessionClosed):
-	default:
-		var ce *websocket.CloseError
-		if errors.As(err, &ce) {
-			c.setReason(ReasonTransportClose)
-		} else {
-			c.setReason(ReasonTransportError)
-		}
-	}
-}
-
-func (s *Server) onDisconnect(sess *melody.Session) {
-	c := connOf(sess)
-	if c == nil {
-		return
-	}
-	c.closed.Store(true)
-	c.mu.Lock()
-	if c.timer != nil {
-		c.timer.Stop()
-	}
-	c.mu.Unlock()
-	c.setReason(ReasonTransportClose)
-	s.conns.Delete(c)
-	s.stats.Open.Add(-1)
-	s.h.Close(c, c.reason())
-}
-
 // Len returns the number of open connections.
 func (s *Server) Len() int { return int(s.stats.Open.Load()) }
 
@@ -325,22 +317,41 @@ func (s *Server) Shutdown(ctxDone <-chan struct{}) {
 		s.conns.Range(func(k, _ any) bool { k.(*Conn).kill(); return true })
 		<-done
 	}
-	s.closeOne.Do(func() { _ = s.m.Close() })
 }
+
+// outFrame is one WebSocket frame waiting to be written.
+type outFrame struct {
+	op   byte // WebSocket opcode
+	data []byte
+}
+
+// WebSocket opcodes the writer sends.
+const (
+	opText   = 0x1
+	opBinary = 0x2
+	opClose  = 0x8
+)
 
 // Conn is one Engine.IO connection.
 type Conn struct {
 	id  string
 	srv *Server
-
-	sess    *melody.Session
-	req     *http.Request // only until Open returns
-	netMu   sync.Mutex
-	netConn net.Conn
+	ws  *websocket.Conn
+	nc  net.Conn
 
 	closed atomic.Bool
 
-	// sink, when set, replaces the WebSocket session (NewDetachedConn).
+	// The send queue. The writer goroutine runs while writing is true; it
+	// swaps queue for spare and writes what it took, so senders never
+	// wait for the network.
+	wmu     sync.Mutex
+	queue   []outFrame
+	spare   []outFrame
+	writing bool
+	closing bool // a close frame is queued: nothing more is accepted
+	done    bool // the reader has finished: the writer closes the TCP connection
+
+	// sink, when set, replaces the network (NewDetachedConn).
 	sink func(frame []byte) bool
 
 	mu           sync.Mutex
@@ -364,36 +375,161 @@ func NewDetachedConn(sink func(frame []byte) bool) *Conn {
 
 // RemoteAddr is the TCP peer address.
 func (c *Conn) RemoteAddr() net.Addr {
-	c.netMu.Lock()
-	defer c.netMu.Unlock()
-	if c.netConn == nil {
+	if c.nc == nil {
 		return nil
 	}
-	return c.netConn.RemoteAddr()
+	return c.nc.RemoteAddr()
 }
 
 // Send queues a complete Engine.IO text frame. It never blocks; it returns
 // false when the connection is closed or its queue overflowed, in which
-// case the connection is being closed as a slow consumer.
+// case the connection is being closed as a slow consumer. The frame must
+// not be modified afterwards: it may be shared with other connections.
 func (c *Conn) Send(frame []byte) bool {
 	if c.sink != nil {
 		return c.sink(frame)
 	}
-	if c.closed.Load() || c.sess == nil {
-		return false
-	}
-	if err := c.sess.Write(frame); err != nil {
-		return false
-	}
-	return !c.closed.Load()
+	return c.enqueue(opText, frame)
 }
 
 // SendBinary queues a binary frame.
 func (c *Conn) SendBinary(frame []byte) bool {
-	if c.closed.Load() || c.sess == nil {
+	if c.sink != nil {
 		return false
 	}
-	return c.sess.WriteBinary(frame) == nil
+	return c.enqueue(opBinary, frame)
+}
+
+// keepQueue is the queue capacity a connection keeps between bursts; a
+// larger one, grown by a burst, is let go so idle connections stay small.
+const keepQueue = 8
+
+func (c *Conn) enqueue(op byte, data []byte) bool {
+	if c.closed.Load() {
+		return false
+	}
+	c.wmu.Lock()
+	if c.closing || c.done {
+		c.wmu.Unlock()
+		return false
+	}
+	if len(c.queue) >= c.srv.cfg.SendQueue {
+		c.wmu.Unlock()
+		if c.setReason(ReasonSlowConsumer) {
+			c.srv.stats.SlowConsumers.Add(1)
+		}
+		c.kill()
+		return false
+	}
+	c.queue = append(c.queue, outFrame{op, data})
+	if op == opClose {
+		c.closing = true
+	}
+	start := !c.writing
+	c.writing = true
+	c.wmu.Unlock()
+	if start {
+		go c.write()
+	}
+	return true
+}
+
+// write is the writer goroutine: it writes everything queued, in one
+// system call per round, until the queue is empty.
+func (c *Conn) write() {
+	var (
+		hdrs []byte // the round's frame headers, back to back
+		bufs net.Buffers
+	)
+	for {
+		c.wmu.Lock()
+		q := c.queue
+		if len(q) == 0 {
+			// Idle again: let go of what a burst grew.
+			c.writing = false
+			if cap(c.queue) > keepQueue {
+				c.queue = nil
+			}
+			if cap(c.spare) > keepQueue {
+				c.spare = nil
+			}
+			done := c.done
+			c.wmu.Unlock()
+			if done {
+				_ = c.nc.Close()
+			}
+			return
+		}
+		c.queue, c.spare = c.spare[:0], nil
+		c.wmu.Unlock()
+
+		hdrs, bufs = hdrs[:0], bufs[:0]
+		for _, f := range q {
+			hdrs = appendHeader(hdrs, f.op, len(f.data))
+		}
+		off, closing := 0, false
+		for _, f := range q {
+			n := headerLen(len(f.data))
+			bufs = append(bufs, hdrs[off:off+n:off+n], f.data)
+			off += n
+			closing = closing || f.op == opClose
+		}
+		_ = c.nc.SetWriteDeadline(time.Now().Add(c.srv.cfg.WriteTimeout))
+		_, err := bufs.WriteTo(c.nc) // writev(2)
+		clear(q)
+		c.wmu.Lock()
+		if !c.done {
+			c.spare = q[:0]
+		}
+		if err != nil {
+			c.writing = false
+			c.queue = nil
+		}
+		c.wmu.Unlock()
+		if err != nil {
+			if c.setReason(ReasonTransportError) && !errors.Is(err, net.ErrClosed) {
+				c.srv.log.Debug().Err(err).Msg("write failed")
+			}
+			c.kill()
+			return
+		}
+		if closing {
+			// Nothing follows a close frame: end our half of the TCP
+			// connection and give the peer a moment to answer before the
+			// reader gives up on it.
+			if cw, ok := c.nc.(interface{ CloseWrite() error }); ok {
+				_ = cw.CloseWrite()
+			}
+			_ = c.nc.SetReadDeadline(time.Now().Add(closeGrace))
+		}
+	}
+}
+
+// closeGrace is how long the peer has to answer a close frame.
+const closeGrace = time.Second
+
+// headerLen is the size of a server frame's header for a payload of n bytes.
+func headerLen(n int) int {
+	switch {
+	case n < 126:
+		return 2
+	case n <= 0xffff:
+		return 4
+	}
+	return 10
+}
+
+// appendHeader appends the header of a final, unmasked server frame
+// (RFC 6455 §5.2).
+func appendHeader(b []byte, op byte, n int) []byte {
+	b = append(b, 0x80|op)
+	switch {
+	case n < 126:
+		return append(b, byte(n))
+	case n <= 0xffff:
+		return append(b, 126, byte(n>>8), byte(n))
+	}
+	return append(b, 127, byte(n>>56), byte(n>>48), byte(n>>40), byte(n>>32), byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
 }
 
 // Close closes the connection after the frames already queued are written.
@@ -406,24 +542,25 @@ func (c *Conn) Close(reason string) {
 // within the write timeout.
 func (c *Conn) CloseWithError(code int, reason, text string) {
 	c.setReason(reason)
-	if c.sess == nil || c.sess.IsClosed() {
+	if c.nc == nil || c.closed.Load() {
 		return
 	}
 	if len(text) > 120 {
 		text = text[:120]
 	}
-	_ = c.sess.CloseWithMsg(websocket.FormatCloseMessage(code, text))
+	if !c.enqueue(opClose, websocket.FormatCloseMessage(code, text)) {
+		return
+	}
+	// The peer answers the close frame and the reader then ends the
+	// connection; cut it if that has not happened in time.
 	time.AfterFunc(c.srv.cfg.WriteTimeout, c.kill)
 }
 
 // kill cuts the TCP connection at once; the reader then ends the session.
 func (c *Conn) kill() {
 	c.closed.Store(true)
-	c.netMu.Lock()
-	nc := c.netConn
-	c.netMu.Unlock()
-	if nc != nil {
-		_ = nc.Close()
+	if c.nc != nil {
+		_ = c.nc.Close()
 	}
 }
 
@@ -464,30 +601,3 @@ func (c *Conn) heartbeat() {
 }
 
 var pingFrame = []byte{byte(protocol.EIOPing)}
-
-// hijackRecorder lets the transport keep the raw connection that the
-// WebSocket upgrade hijacks, so that a slow or dead client can be cut at
-// once instead of waiting behind a full queue.
-type hijackRecorder struct {
-	http.ResponseWriter
-	conn     *Conn
-	upgraded chan struct{} // closed once hijacked (or once the upgrade failed)
-	once     sync.Once
-}
-
-func (h *hijackRecorder) release() { h.once.Do(func() { close(h.upgraded) }) }
-
-func (h *hijackRecorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
-	hj, ok := h.ResponseWriter.(http.Hijacker)
-	if !ok {
-		return nil, nil, errors.New("engineio: response writer cannot hijack")
-	}
-	nc, rw, err := hj.Hijack()
-	if err == nil {
-		h.conn.netMu.Lock()
-		h.conn.netConn = nc
-		h.conn.netMu.Unlock()
-		h.release()
-	}
-	return nc, rw, err
-}
