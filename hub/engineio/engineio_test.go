@@ -1,6 +1,8 @@
 package engineio
 
 import (
+	"bytes"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -238,5 +240,76 @@ func TestShutdownClosesWithGoingAway(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusServiceUnavailable {
 		t.Fatalf("after shutdown: %d", resp.StatusCode)
+	}
+}
+
+// TestWriterFrames sends payloads around every header-length boundary of
+// RFC 6455, from many goroutines at once, and checks that a standard
+// client reads each intact and, per sender, in order.
+func TestWriterFrames(t *testing.T) {
+	_, rec, url := serve(t, Config{SendQueue: 4096, MaxPayload: 1 << 20})
+	ws := dial(t, url)
+	c := rec.conn(t)
+	sizes := []int{0, 1, 124, 125, 126, 127, 1000, 65535, 65536, 65537, 300_000}
+	const senders = 8
+	var wg sync.WaitGroup
+	for g := range senders {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i, n := range sizes {
+				// "4" (message), sender, index, then filler.
+				frame := append([]byte(fmt.Sprintf("4%d:%02d:", g, i)), bytes.Repeat([]byte{'a' + byte(i)}, n)...)
+				if !c.Send(frame) {
+					t.Errorf("send %d/%d refused", g, i)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	next := make([]int, senders)
+	_ = ws.SetReadDeadline(time.Now().Add(10 * time.Second))
+	for range senders * len(sizes) {
+		typ, msg, err := ws.ReadMessage()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var g, i int
+		if typ != websocket.TextMessage || msg[0] != '4' {
+			t.Fatalf("frame type %d, %.20q", typ, msg)
+		}
+		if _, err := fmt.Sscanf(string(msg[1:7]), "%d:%02d:", &g, &i); err != nil {
+			t.Fatalf("frame %.20q: %v", msg, err)
+		}
+		if i != next[g] {
+			t.Fatalf("sender %d: frame %d arrived where %d was due", g, i, next[g])
+		}
+		next[g]++
+		body := msg[len(fmt.Sprintf("4%d:%02d:", g, i)):]
+		if len(body) != sizes[i] || !bytes.Equal(body, bytes.Repeat([]byte{'a' + byte(i)}, sizes[i])) {
+			t.Fatalf("sender %d frame %d: %d bytes, want %d intact", g, i, len(body), sizes[i])
+		}
+	}
+}
+
+func TestAppendHeader(t *testing.T) {
+	tests := []struct {
+		op   byte
+		n    int
+		want []byte
+	}{
+		{opText, 0, []byte{0x81, 0}},
+		{opText, 125, []byte{0x81, 125}},
+		{opBinary, 126, []byte{0x82, 126, 0, 126}},
+		{opText, 65535, []byte{0x81, 126, 0xff, 0xff}},
+		{opClose, 65536, []byte{0x88, 127, 0, 0, 0, 0, 0, 1, 0, 0}},
+	}
+	for _, tt := range tests {
+		t.Run(fmt.Sprint(tt.op, "/", tt.n), func(t *testing.T) {
+			got := appendHeader(nil, tt.op, tt.n)
+			if !bytes.Equal(got, tt.want) || headerLen(tt.n) != len(tt.want) {
+				t.Fatalf("header %x (len %d), want %x", got, headerLen(tt.n), tt.want)
+			}
+		})
 	}
 }
