@@ -57,6 +57,12 @@ type Config struct {
 	SendQueue int
 	// WriteTimeout bounds one write to a connection; default 10s.
 	WriteTimeout time.Duration
+	// WriteDelay, when positive, lets frames gather for that long before
+	// a connection's writer writes them: up to that much more latency for
+	// fewer, larger writes — one system call per connection per interval
+	// under load instead of one per frame (Centrifugo's write_delay).
+	// Default 0: write at once.
+	WriteDelay time.Duration
 }
 
 func (c *Config) setDefaults() {
@@ -442,6 +448,9 @@ func (c *Conn) write() {
 		bufs net.Buffers
 	)
 	for {
+		if d := c.srv.cfg.WriteDelay; d > 0 {
+			time.Sleep(d)
+		}
 		c.wmu.Lock()
 		q := c.queue
 		if len(q) == 0 {

@@ -195,6 +195,7 @@ func (a *App) init(ctx context.Context, o Options) (err error) {
 			PingTimeout:  cfg.PingTimeout,
 			MaxPayload:   cfg.MaxPayload,
 			SendQueue:    cfg.SendQueue,
+			WriteDelay:   cfg.WriteDelay,
 		},
 		AllowedOrigins:   cfg.AllowedOrigins,
 		TrustedProxies:   cfg.TrustedProxies,

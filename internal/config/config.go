@@ -43,6 +43,7 @@ type Config struct {
 	PingTimeout       time.Duration  // MEDIANEST_PING_TIMEOUT, default 20s
 	MaxPayload        int64          // MEDIANEST_MAX_PAYLOAD, bytes, default 1000000
 	SendQueue         int            // MEDIANEST_SEND_QUEUE, frames per connection, default 128
+	WriteDelay        time.Duration  // MEDIANEST_WRITE_DELAY, gather frames this long per write, default 0
 	AckTimeout        time.Duration  // MEDIANEST_ACK_TIMEOUT, backend reply wait, default 5s
 	ShutdownTimeout   time.Duration  // MEDIANEST_SHUTDOWN_TIMEOUT, default 10s
 	NodeID            string         // MEDIANEST_NODE_ID, default random
@@ -222,6 +223,10 @@ func Load(lookup LookupFunc) (Config, error) {
 	integer("MEDIANEST_MAX_PAYLOAD", &maxPayload, 1024)
 	c.MaxPayload = int64(maxPayload)
 	integer("MEDIANEST_SEND_QUEUE", &c.SendQueue, 4)
+	duration("MEDIANEST_WRITE_DELAY", &c.WriteDelay)
+	if c.WriteDelay > time.Second {
+		errs = append(errs, fmt.Errorf("MEDIANEST_WRITE_DELAY=%s: at most 1s (it adds that much latency to every frame)", c.WriteDelay))
+	}
 	duration("MEDIANEST_ACK_TIMEOUT", &c.AckTimeout)
 	duration("MEDIANEST_SHUTDOWN_TIMEOUT", &c.ShutdownTimeout)
 	str("MEDIANEST_NODE_ID", &c.NodeID)

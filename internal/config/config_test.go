@@ -36,6 +36,7 @@ func TestLoadValues(t *testing.T) {
 		"MEDIANEST_PING_INTERVAL", "300",
 		"MEDIANEST_PING_TIMEOUT", "200ms",
 		"MEDIANEST_RATE_CONNECT_PER_MINUTE", "5",
+		"MEDIANEST_WRITE_DELAY", "10ms",
 	))
 	if err != nil {
 		t.Fatal(err)
@@ -46,7 +47,7 @@ func TestLoadValues(t *testing.T) {
 	if len(c.TrustedProxies) != 2 || c.TrustedProxies[1].String() != "127.0.0.1/32" {
 		t.Fatalf("proxies = %v", c.TrustedProxies)
 	}
-	if c.PingInterval != 300*time.Millisecond || c.PingTimeout != 200*time.Millisecond || c.RateConnectPerMin != 5 {
+	if c.PingInterval != 300*time.Millisecond || c.PingTimeout != 200*time.Millisecond || c.RateConnectPerMin != 5 || c.WriteDelay != 10*time.Millisecond {
 		t.Fatalf("values = %+v", c)
 	}
 	d, err := Load(env("MEDIANEST_JWT_SECRET", secret, "MEDIANEST_DETECT_BRUTE_FORCE", "5/30s", "MEDIANEST_SECURITY_BLOCK_IPS", "false", "MEDIANEST_COMPONENTS", "hub"))
@@ -77,6 +78,7 @@ func TestLoadErrorsNameTheVariable(t *testing.T) {
 		{"bad log format", env("MEDIANEST_JWT_SECRET", secret, "MEDIANEST_LOG_FORMAT", "xml"), "MEDIANEST_LOG_FORMAT"},
 		{"bad database", env("MEDIANEST_JWT_SECRET", secret, "MEDIANEST_DATABASE_URL", "mysql://x"), "MEDIANEST_DATABASE_URL"},
 		{"bad duration", env("MEDIANEST_JWT_SECRET", secret, "MEDIANEST_PING_INTERVAL", "soon"), "MEDIANEST_PING_INTERVAL"},
+		{"write delay too long", env("MEDIANEST_JWT_SECRET", secret, "MEDIANEST_WRITE_DELAY", "5s"), "MEDIANEST_WRITE_DELAY"},
 		{"bad detection", env("MEDIANEST_JWT_SECRET", secret, "MEDIANEST_DETECT_BRUTE_FORCE", "ten"), "MEDIANEST_DETECT_BRUTE_FORCE"},
 		{"bad bool", env("MEDIANEST_JWT_SECRET", secret, "MEDIANEST_SECURITY_BLOCK_IPS", "maybe"), "MEDIANEST_SECURITY_BLOCK_IPS"},
 		{"bad component", env("MEDIANEST_JWT_SECRET", secret, "MEDIANEST_COMPONENTS", "hub,toaster"), "MEDIANEST_COMPONENTS"},
