@@ -147,12 +147,35 @@ func newBenchCmd() *cobra.Command {
 		cf := cc.Flags()
 		cf.IntVar(&co.Connections, "connections", 0, "connections (default 5,000 for connect, 10,000 for idle)")
 		cf.IntVar(&co.Concurrency, "concurrency", 100, "connects in flight")
+		cf.IntVar(&co.Nodes, "nodes", 1, "hub processes (connections spread round-robin)")
+		cf.IntVar(&co.Processes, "processes", 1, "load-tool processes holding the connections (one holds at most its file-descriptor limit)")
 		if idle {
 			cf.DurationVar(&co.Hold, "hold", 30*time.Second, "how long to hold the connections")
+			cf.DurationVar(&co.Sample, "sample", 0, "interval between samples of the hubs' RSS and goroutines (default hold/10)")
 		}
 		cf.BoolVar(&verbose, "verbose", false, "log progress")
 		c.AddCommand(cc)
 	}
+
+	var (
+		urls                     []string
+		from, count, concurrency int
+	)
+	holdCmd := &cobra.Command{
+		Use:    "hold",
+		Short:  "Hold connections for bench idle/connect --processes (run by the load tool itself)",
+		Hidden: true,
+		Args:   cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return loadtest.RunHold(cmd.Context(), urls, from, count, concurrency, cmd.InOrStdin(), cmd.OutOrStdout(), benchLogger(verbose))
+		},
+	}
+	hf := holdCmd.Flags()
+	hf.StringSliceVar(&urls, "urls", nil, "hub base URLs")
+	hf.IntVar(&from, "from", 0, "index of the first connection (its user and source address)")
+	hf.IntVar(&count, "count", 0, "connections")
+	hf.IntVar(&concurrency, "concurrency", 50, "connects in flight")
+	c.AddCommand(holdCmd)
 	return c
 }
 
