@@ -14,10 +14,36 @@ import (
 )
 
 func newBenchCmd() *cobra.Command {
+	var cpuProfile string
+	var profile *os.File
 	c := &cobra.Command{
 		Use:   "bench",
 		Short: "Load scenarios against real hub nodes; each prints one JSON line",
+		// --cpuprofile profiles the load tool's own process (the hub
+		// processes serve pprof at MEDIANEST_PPROF_ADDR).
+		PersistentPreRunE: func(*cobra.Command, []string) error {
+			if cpuProfile == "" {
+				return nil
+			}
+			f, err := os.Create(cpuProfile)
+			if err != nil {
+				return fmt.Errorf("cpu profile: %w", err)
+			}
+			if err := pprof.StartCPUProfile(f); err != nil {
+				f.Close()
+				return fmt.Errorf("cpu profile: %w", err)
+			}
+			profile = f
+			return nil
+		},
+		PersistentPostRun: func(*cobra.Command, []string) {
+			if profile != nil {
+				pprof.StopCPUProfile()
+				profile.Close()
+			}
+		},
 	}
+	c.PersistentFlags().StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the load tool's process to this file")
 	var o loadtest.RevokeOptions
 	var verbose bool
 	revoke := &cobra.Command{
@@ -43,23 +69,11 @@ func newBenchCmd() *cobra.Command {
 	c.AddCommand(revoke)
 
 	var so loadtest.SecurityOptions
-	var cpuProfile string
 	sec := &cobra.Command{
 		Use:   "security",
 		Short: "Security worker throughput: events from stream to audit log per second, detections on",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if cpuProfile != "" {
-				f, err := os.Create(cpuProfile)
-				if err != nil {
-					return err
-				}
-				defer f.Close()
-				if err := pprof.StartCPUProfile(f); err != nil {
-					return err
-				}
-				defer pprof.StopCPUProfile()
-			}
 			res, err := loadtest.RunSecurity(cmd.Context(), so, benchLogger(verbose))
 			if err != nil {
 				return fmt.Errorf("bench security: %w", err)
@@ -72,7 +86,6 @@ func newBenchCmd() *cobra.Command {
 	sf.StringVar(&so.DatabaseURL, "database", "", "database URL (default: SQLite in a temporary directory)")
 	sf.IntVar(&so.Batch, "batch", 0, "worker batch size (default: the worker's)")
 	sf.BoolVar(&verbose, "verbose", false, "log progress")
-	sf.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the run to this file")
 	c.AddCommand(sec)
 
 	var mo loadtest.MediaOptions

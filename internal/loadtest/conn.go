@@ -124,7 +124,9 @@ func RunConnect(ctx context.Context, o ConnOptions, idle bool, log zerolog.Logge
 		local   *held
 	)
 	if o.Processes == 1 {
-		local = hold(ctx, urls, 0, o.Connections, o.Concurrency, log)
+		if local, err = hold(ctx, urls, 0, o.Connections, o.Concurrency, log); err != nil {
+			return res, err
+		}
 		res.Failed = local.failed
 	} else {
 		holders, err = startHolders(ctx, urls, o, log)
@@ -201,14 +203,19 @@ wait:
 
 // held is a set of open client connections.
 type held struct {
+	poller  *Poller
 	clients []*Client
 	failed  int64
 }
 
 // hold opens count connections, the i-th from SourceFor(from+i) to
-// urls[(from+i) % len(urls)], each answering pings on its own goroutine.
-func hold(ctx context.Context, urls []string, from, count, concurrency int, log zerolog.Logger) *held {
-	h := &held{clients: make([]*Client, count)}
+// urls[(from+i) % len(urls)], all read by one poller that answers pings.
+func hold(ctx context.Context, urls []string, from, count, concurrency int, log zerolog.Logger) (*held, error) {
+	p, err := NewPoller(1)
+	if err != nil {
+		return nil, err
+	}
+	h := &held{poller: p, clients: make([]*Client, count)}
 	tokens := make([]string, count)
 	for i := range tokens {
 		tokens[i], _ = auth.Mint([]byte(benchSecret), auth.MintOptions{UserID: fmt.Sprint("u", from+i), Roles: []string{"user"}, Issuer: "medianest", Audience: "medianest-users", TTL: 2 * time.Hour})
@@ -229,13 +236,18 @@ func hold(ctx context.Context, urls []string, from, count, concurrency int, log 
 				}
 				return
 			}
+			if err := p.Add(c); err != nil {
+				if failed.Add(1) == 1 {
+					log.Warn().Err(err).Msg("poll failed")
+				}
+				return
+			}
 			h.clients[i] = c
-			go c.Run()
 		}()
 	}
 	wg.Wait()
 	h.failed = failed.Load()
-	return h
+	return h, nil
 }
 
 // dropped counts the connections that ended while held.
@@ -259,6 +271,7 @@ func (h *held) close() {
 			c.Close()
 		}
 	}
+	h.poller.Close()
 }
 
 // holder is a child load-tool process (`bench hold`) holding a share of
@@ -291,7 +304,7 @@ func startHolders(ctx context.Context, urls []string, o ConnOptions, log zerolog
 		cmd := exec.CommandContext(ctx, exe, "bench", "hold", "--urls", strings.Join(urls, ","),
 			"--from", strconv.Itoa(from), "--count", strconv.Itoa(count), "--concurrency", strconv.Itoa(max(o.Concurrency/o.Processes, 1)))
 		cmd.Stderr = os.Stderr
-		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+		cmd.SysProcAttr = childAttr()
 		stdin, err := cmd.StdinPipe()
 		if err != nil {
 			return hs, err
@@ -352,7 +365,10 @@ func (h *holder) stop() {
 // RunHold is the `bench hold` child: it opens its share of connections,
 // reports, holds them until stdin closes, and reports how many dropped.
 func RunHold(ctx context.Context, urls []string, from, count, concurrency int, stdin io.Reader, stdout io.Writer, log zerolog.Logger) error {
-	h := hold(ctx, urls, from, count, concurrency, log)
+	h, err := hold(ctx, urls, from, count, concurrency, log)
+	if err != nil {
+		return err
+	}
 	defer h.close()
 	enc := json.NewEncoder(stdout)
 	if err := enc.Encode(HoldReport{Opened: count - int(h.failed), Failed: h.failed}); err != nil {

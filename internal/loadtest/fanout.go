@@ -82,6 +82,11 @@ func RunFanout(ctx context.Context, o FanoutOptions, log zerolog.Logger) ([]Fano
 	}
 	defer b.close()
 	nodes, ns := b.nodes, b.ns
+	poller, err := NewPoller(1)
+	if err != nil {
+		return nil, err
+	}
+	defer poller.Close()
 
 	// Subscribers.
 	// Each subscriber records into its own slot: no lock shared by a
@@ -144,7 +149,10 @@ func RunFanout(ctx context.Context, o FanoutOptions, log zerolog.Logger) ([]Fano
 					record(rec, frame)
 				}
 			}
-			go c.Run()
+			if err := poller.Add(c); err != nil {
+				firstErr.CompareAndSwap(nil, err)
+				return
+			}
 			if err := c.Emit("join-media-room", map[string]string{"roomId": "bench"}); err != nil {
 				firstErr.CompareAndSwap(nil, err)
 				return
@@ -183,7 +191,9 @@ func RunFanout(ctx context.Context, o FanoutOptions, log zerolog.Logger) ([]Fano
 			return nil, err
 		}
 		defer pubClient.Close()
-		go pubClient.Run()
+		if err := poller.Add(pubClient); err != nil {
+			return nil, err
+		}
 		if err := pubClient.Emit("join-media-room", map[string]string{"roomId": "bench"}); err != nil {
 			return nil, err
 		}

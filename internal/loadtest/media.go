@@ -63,6 +63,11 @@ func RunMedia(ctx context.Context, o MediaOptions, log zerolog.Logger) (MediaRes
 	}
 	defer b.close()
 	nodes, ns := b.nodes, b.ns
+	poller, err := NewPoller(1)
+	if err != nil {
+		return res, err
+	}
+	defer poller.Close()
 
 	var mu sync.Mutex
 	var lat []time.Duration
@@ -91,7 +96,9 @@ func RunMedia(ctx context.Context, o MediaOptions, log zerolog.Logger) (MediaRes
 		}
 		defer c.Close()
 		c.OnEvent = onEvent
-		go c.Run()
+		if err := poller.Add(c); err != nil {
+			return res, err
+		}
 	}
 
 	nc, err := nats.Connect(ns.ClientURL())

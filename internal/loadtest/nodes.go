@@ -60,7 +60,7 @@ func startNodesWith(ctx context.Context, n int, natsURL, db, dir string, log zer
 		)
 		cmd.Env = append(cmd.Env, extra...)
 		cmd.Stderr = os.Stderr
-		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+		cmd.SysProcAttr = childAttr()
 		if err := cmd.Start(); err != nil {
 			stopNodes(nodes)
 			return nil, fmt.Errorf("start node %d: %w", i, err)

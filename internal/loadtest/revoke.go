@@ -82,6 +82,11 @@ func RunRevoke(ctx context.Context, o RevokeOptions, log zerolog.Logger) (Revoke
 	}
 	defer b.close()
 	nodes, ns := b.nodes, b.ns
+	poller, err := NewPoller(1)
+	if err != nil {
+		return res, err
+	}
+	defer poller.Close()
 	urls := make([]string, len(nodes))
 	for i, n := range nodes {
 		urls[i] = n.url
@@ -144,8 +149,15 @@ func RunRevoke(ctx context.Context, o RevokeOptions, log zerolog.Logger) (Revoke
 				mu.Unlock()
 				return
 			}
+			if err := poller.Add(c); err != nil {
+				mu.Lock()
+				if firstErr == nil {
+					firstErr = fmt.Errorf("socket %d: %w", i, err)
+				}
+				mu.Unlock()
+				return
+			}
 			clients[i] = c
-			go c.Run()
 		}()
 	}
 	wg.Wait()
