@@ -68,7 +68,6 @@ func (c *Client) Close() error {
 	return c.conn.Close()
 }
 
-
 // childAttr: children end when their stdin closes.
 func childAttr() *syscall.SysProcAttr { return nil }
 
