@@ -167,18 +167,20 @@ func Load(lookup LookupFunc) (Config, error) {
 		}
 		*dst = n
 	}
-	duration := func(name string, dst *time.Duration) {
+	durationFrom := func(name string, dst *time.Duration, zeroOK bool) {
 		v, ok := lookup(name)
 		if !ok || strings.TrimSpace(v) == "" {
 			return
 		}
 		d, err := parseDuration(strings.TrimSpace(v))
-		if err != nil || d <= 0 {
+		switch {
+		case err != nil || d < 0, d == 0 && !zeroOK:
 			errs = append(errs, fmt.Errorf("%s=%q: must be a positive duration like 25s or milliseconds like 25000", name, v))
 			return
 		}
 		*dst = d
 	}
+	duration := func(name string, dst *time.Duration) { durationFrom(name, dst, false) }
 	list := func(name string) []string {
 		v, ok := lookup(name)
 		if !ok {
@@ -223,7 +225,7 @@ func Load(lookup LookupFunc) (Config, error) {
 	integer("MEDIANEST_MAX_PAYLOAD", &maxPayload, 1024)
 	c.MaxPayload = int64(maxPayload)
 	integer("MEDIANEST_SEND_QUEUE", &c.SendQueue, 4)
-	duration("MEDIANEST_WRITE_DELAY", &c.WriteDelay)
+	durationFrom("MEDIANEST_WRITE_DELAY", &c.WriteDelay, true) // 0 turns it off
 	if c.WriteDelay > time.Second {
 		errs = append(errs, fmt.Errorf("MEDIANEST_WRITE_DELAY=%s: at most 1s (it adds that much latency to every frame)", c.WriteDelay))
 	}

@@ -59,6 +59,20 @@ func TestLoadValues(t *testing.T) {
 	}
 }
 
+// TestWriteDelayZeroTurnsItOff: unlike the other durations, 0 is a
+// valid write delay (the default: every frame written at once).
+func TestWriteDelayZeroTurnsItOff(t *testing.T) {
+	for _, v := range []string{"0", "0s", "0ms"} {
+		c, err := Load(env("MEDIANEST_JWT_SECRET", secret, "MEDIANEST_WRITE_DELAY", v))
+		if err != nil {
+			t.Fatalf("MEDIANEST_WRITE_DELAY=%s: %v", v, err)
+		}
+		if c.WriteDelay != 0 {
+			t.Fatalf("MEDIANEST_WRITE_DELAY=%s: delay %v", v, c.WriteDelay)
+		}
+	}
+}
+
 func TestLoadErrorsNameTheVariable(t *testing.T) {
 	tests := []struct {
 		name string
@@ -78,6 +92,8 @@ func TestLoadErrorsNameTheVariable(t *testing.T) {
 		{"bad log format", env("MEDIANEST_JWT_SECRET", secret, "MEDIANEST_LOG_FORMAT", "xml"), "MEDIANEST_LOG_FORMAT"},
 		{"bad database", env("MEDIANEST_JWT_SECRET", secret, "MEDIANEST_DATABASE_URL", "mysql://x"), "MEDIANEST_DATABASE_URL"},
 		{"bad duration", env("MEDIANEST_JWT_SECRET", secret, "MEDIANEST_PING_INTERVAL", "soon"), "MEDIANEST_PING_INTERVAL"},
+		{"negative write delay", env("MEDIANEST_JWT_SECRET", secret, "MEDIANEST_WRITE_DELAY", "-5ms"), "MEDIANEST_WRITE_DELAY"},
+		{"zero ping interval", env("MEDIANEST_JWT_SECRET", secret, "MEDIANEST_PING_INTERVAL", "0"), "MEDIANEST_PING_INTERVAL"},
 		{"write delay too long", env("MEDIANEST_JWT_SECRET", secret, "MEDIANEST_WRITE_DELAY", "5s"), "MEDIANEST_WRITE_DELAY"},
 		{"bad detection", env("MEDIANEST_JWT_SECRET", secret, "MEDIANEST_DETECT_BRUTE_FORCE", "ten"), "MEDIANEST_DETECT_BRUTE_FORCE"},
 		{"bad bool", env("MEDIANEST_JWT_SECRET", secret, "MEDIANEST_SECURITY_BLOCK_IPS", "maybe"), "MEDIANEST_SECURITY_BLOCK_IPS"},
