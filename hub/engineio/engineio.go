@@ -5,11 +5,15 @@
 // bounded send queue per connection, and hands message payloads to a
 // [Handler].
 //
-// A connection costs one goroutine, its reader, while it is idle. Frames
-// sent to it are queued; a writer goroutine runs only while the queue
-// holds frames, and writes everything queued at once — the WebSocket
-// frames of many Engine.IO packets in one writev(2) — straight to the TCP
-// connection. A broadcast's frame is shared by every connection it goes to.
+// A connection costs one goroutine, its reader. Frames sent to it are
+// queued and written by the server's write loops (one per processor, each
+// running only while it has work): a loop gives every connection with
+// frames waiting one non-blocking write(2) of everything queued — the
+// WebSocket frames of many Engine.IO packets at once — straight to the TCP
+// connection. Only a connection whose socket is full gets a writer
+// goroutine of its own until it drains. A broadcast's frame is shared by
+// every connection it goes to, and a broadcast to thousands of sockets
+// starts no goroutine per socket.
 //
 // Concurrency: a Handler's Message and Binary methods are called from the
 // connection's single reader goroutine, in order. [Conn.Send] may be called
@@ -18,12 +22,15 @@
 package engineio
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"net"
 	"net/http"
+	"runtime"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -57,11 +64,11 @@ type Config struct {
 	SendQueue int
 	// WriteTimeout bounds one write to a connection; default 10s.
 	WriteTimeout time.Duration
-	// WriteDelay, when positive, lets frames gather for that long before
-	// a connection's writer writes them: up to that much more latency for
+	// WriteDelay, when positive, makes each write loop wait that long
+	// before a round, so frames gather: up to that much more latency for
 	// fewer, larger writes — one system call per connection per interval
 	// under load instead of one per frame (Centrifugo's write_delay).
-	// Default 0: write at once.
+	// Default 0: write at once (frames still gather while a loop is busy).
 	WriteDelay time.Duration
 }
 
@@ -117,12 +124,18 @@ type Server struct {
 	closing atomic.Bool
 	conns   sync.Map // *Conn -> struct{}
 	wg      sync.WaitGroup
+
+	loops []*writeLoop // one per processor; a connection keeps its loop
+	next  atomic.Uint32
 }
 
 // NewServer returns a Server that hands connections to h.
 func NewServer(cfg Config, h Handler, log zerolog.Logger) *Server {
 	cfg.setDefaults()
 	s := &Server{cfg: cfg, h: h, log: log}
+	for range runtime.GOMAXPROCS(0) {
+		s.loops = append(s.loops, &writeLoop{delay: cfg.WriteDelay})
+	}
 	s.up = websocket.Upgrader{
 		// The Socket.io layer checks Origin and answers with a readable
 		// connect_error; refusing the upgrade would leave the client
@@ -196,6 +209,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	ws.SetReadLimit(s.cfg.MaxPayload)
 	c := &Conn{id: newSID(), srv: s, ws: ws, nc: ws.UnderlyingConn()}
+	c.loop = s.loops[int(s.next.Add(1))%len(s.loops)]
+	if sc, ok := c.nc.(syscall.Conn); ok && canWriteRaw {
+		if raw, err := sc.SyscallConn(); err == nil {
+			c.raw = raw
+		}
+	}
 	s.conns.Store(c, struct{}{})
 	s.stats.Open.Add(1)
 	s.stats.Opened.Add(1)
@@ -344,12 +363,15 @@ type Conn struct {
 	srv *Server
 	ws  *websocket.Conn
 	nc  net.Conn
+	raw syscall.RawConn // nc's descriptor, for writes that must not wait; nil if it has none
 
 	closed atomic.Bool
 
-	// The send queue. The writer goroutine runs while writing is true; it
-	// swaps queue for spare and writes what it took, so senders never
-	// wait for the network.
+	// The send queue. While writing is true the connection has a writer:
+	// a turn in its write loop, or its own goroutine when the socket is
+	// full. The writer swaps queue for spare and writes what it took, so
+	// senders never wait for the network.
+	loop    *writeLoop
 	wmu     sync.Mutex
 	queue   []outFrame
 	spare   []outFrame
@@ -435,48 +457,153 @@ func (c *Conn) enqueue(op byte, data []byte) bool {
 	c.writing = true
 	c.wmu.Unlock()
 	if start {
-		go c.write()
+		c.loop.push(c)
 	}
 	return true
 }
 
-// write is the writer goroutine: it writes everything queued, in one
-// system call per round, until the queue is empty.
-func (c *Conn) write() {
+// flush is the write loop's turn at c: it takes everything queued and
+// writes it in one non-blocking system call. What the socket does not
+// take at once — a slow or stalled peer — goes to a goroutine of c's own
+// that waits for the socket, so one stalled connection never holds up
+// the others of its loop.
+func (c *Conn) flush(w *writeLoop) {
+	c.wmu.Lock()
+	q := c.queue
+	if len(q) == 0 {
+		c.idleLocked()
+		return
+	}
+	c.queue, c.spare = c.spare[:0], nil
+	c.wmu.Unlock()
+
+	size := 0
+	for _, f := range q {
+		size += headerLen(len(f.data)) + len(f.data)
+	}
+	if c.raw == nil || size > maxLoopWrite {
+		// Large frames go straight from their buffers (writev), not
+		// through a copy into the loop's.
+		go c.write(nil, false, q)
+		return
+	}
+	buf, closing := w.buf[:0], false
+	for _, f := range q {
+		buf = appendHeader(buf, f.op, len(f.data))
+		buf = append(buf, f.data...)
+		closing = closing || f.op == opClose
+	}
+	w.buf = buf
+	c.recycle(q)
+	n, err := c.tryWrite(buf)
+	if err != nil {
+		c.writeFailed(err)
+		return
+	}
+	if n < len(buf) {
+		go c.write(bytes.Clone(buf[n:]), closing, nil)
+		return
+	}
+	if closing {
+		c.closeWrite()
+	}
+	c.wmu.Lock()
+	if len(c.queue) == 0 || c.done {
+		c.idleLocked()
+		return
+	}
+	c.wmu.Unlock()
+	// More arrived while we wrote: its turn comes in the next round.
+	w.push(c)
+}
+
+// maxLoopWrite is the most a write loop copies into its buffer for one
+// connection's turn; a larger turn is written by a goroutine of the
+// connection's own, straight from the frames.
+const maxLoopWrite = 64 << 10
+
+// idleLocked ends a writer's turn with nothing queued; it is called with
+// c.wmu held and releases it. A connection whose reader has finished is
+// closed now that nothing more will be written.
+func (c *Conn) idleLocked() {
+	c.writing = false
+	// Let go of what a burst grew.
+	if cap(c.queue) > keepQueue {
+		c.queue = nil
+	}
+	if cap(c.spare) > keepQueue {
+		c.spare = nil
+	}
+	done := c.done
+	c.wmu.Unlock()
+	if done {
+		_ = c.nc.Close()
+	}
+}
+
+// recycle hands a written queue back as the next spare.
+func (c *Conn) recycle(q []outFrame) {
+	clear(q)
+	c.wmu.Lock()
+	if !c.done && c.spare == nil {
+		c.spare = q[:0]
+	}
+	c.wmu.Unlock()
+}
+
+// writeFailed ends a connection whose socket refused a write.
+func (c *Conn) writeFailed(err error) {
+	c.wmu.Lock()
+	c.writing = false
+	c.queue = nil
+	c.wmu.Unlock()
+	if c.setReason(ReasonTransportError) && !errors.Is(err, net.ErrClosed) {
+		c.srv.log.Debug().Err(err).Msg("write failed")
+	}
+	c.kill()
+}
+
+// closeWrite follows a written close frame: nothing follows it, so our
+// half of the TCP connection ends, and the peer has a moment to answer
+// before the reader gives up on it.
+func (c *Conn) closeWrite() {
+	if cw, ok := c.nc.(interface{ CloseWrite() error }); ok {
+		_ = cw.CloseWrite()
+	}
+	_ = c.nc.SetReadDeadline(time.Now().Add(closeGrace))
+}
+
+// write is a connection's own writer goroutine, for what its write loop
+// could not write at once: pending (the unwritten rest of a turn, which
+// ends in a close frame when closing is set), then first, then whatever
+// is queued, blocking on the socket with the write timeout, until the
+// queue is empty.
+func (c *Conn) write(pending []byte, closing bool, first []outFrame) {
 	var (
 		hdrs []byte // the round's frame headers, back to back
 		bufs net.Buffers
 	)
+	q := first
 	for {
-		if d := c.srv.cfg.WriteDelay; d > 0 {
-			time.Sleep(d)
-		}
-		c.wmu.Lock()
-		q := c.queue
-		if len(q) == 0 {
-			// Idle again: let go of what a burst grew.
-			c.writing = false
-			if cap(c.queue) > keepQueue {
-				c.queue = nil
+		if len(pending) == 0 && len(q) == 0 {
+			c.wmu.Lock()
+			q = c.queue
+			if len(q) == 0 {
+				c.idleLocked()
+				return
 			}
-			if cap(c.spare) > keepQueue {
-				c.spare = nil
-			}
-			done := c.done
+			c.queue, c.spare = c.spare[:0], nil
 			c.wmu.Unlock()
-			if done {
-				_ = c.nc.Close()
-			}
-			return
 		}
-		c.queue, c.spare = c.spare[:0], nil
-		c.wmu.Unlock()
-
 		hdrs, bufs = hdrs[:0], bufs[:0]
+		if len(pending) > 0 {
+			bufs = append(bufs, pending)
+			pending = nil
+		}
 		for _, f := range q {
 			hdrs = appendHeader(hdrs, f.op, len(f.data))
 		}
-		off, closing := 0, false
+		off := 0
 		for _, f := range q {
 			n := headerLen(len(f.data))
 			bufs = append(bufs, hdrs[off:off+n:off+n], f.data)
@@ -485,32 +612,75 @@ func (c *Conn) write() {
 		}
 		_ = c.nc.SetWriteDeadline(time.Now().Add(c.srv.cfg.WriteTimeout))
 		_, err := bufs.WriteTo(c.nc) // writev(2)
-		clear(q)
-		c.wmu.Lock()
-		if !c.done {
-			c.spare = q[:0]
+		if q != nil {
+			c.recycle(q)
+			q = nil
 		}
 		if err != nil {
-			c.writing = false
-			c.queue = nil
-		}
-		c.wmu.Unlock()
-		if err != nil {
-			if c.setReason(ReasonTransportError) && !errors.Is(err, net.ErrClosed) {
-				c.srv.log.Debug().Err(err).Msg("write failed")
-			}
-			c.kill()
+			c.writeFailed(err)
 			return
 		}
 		if closing {
-			// Nothing follows a close frame: end our half of the TCP
-			// connection and give the peer a moment to answer before the
-			// reader gives up on it.
-			if cw, ok := c.nc.(interface{ CloseWrite() error }); ok {
-				_ = cw.CloseWrite()
-			}
-			_ = c.nc.SetReadDeadline(time.Now().Add(closeGrace))
+			c.closeWrite()
+			closing = false
 		}
+	}
+}
+
+// writeLoop writes the queued frames of a share of the server's
+// connections, one non-blocking system call per connection per round. It
+// runs on a goroutine only while some connection of its share has frames
+// waiting: a broadcast to thousands of sockets costs the loops' goroutines,
+// not one per socket, and a busy connection's frames gather while the
+// loop serves the others, so they go out together.
+type writeLoop struct {
+	delay time.Duration
+
+	mu      sync.Mutex
+	dirty   []*Conn // connections with frames waiting, in the order they got them
+	spare   []*Conn
+	running bool
+
+	buf []byte // one connection's turn, frames back to back; used by the loop alone
+}
+
+// push gives c a turn in the loop's next round.
+func (w *writeLoop) push(c *Conn) {
+	w.mu.Lock()
+	w.dirty = append(w.dirty, c)
+	start := !w.running
+	w.running = true
+	w.mu.Unlock()
+	if start {
+		go w.run()
+	}
+}
+
+func (w *writeLoop) run() {
+	for {
+		if w.delay > 0 {
+			// Let frames gather: one write per connection per interval.
+			time.Sleep(w.delay)
+		}
+		w.mu.Lock()
+		round := w.dirty
+		if len(round) == 0 {
+			w.running = false
+			if cap(w.buf) > maxLoopWrite*2 {
+				w.buf = nil
+			}
+			w.mu.Unlock()
+			return
+		}
+		w.dirty, w.spare = w.spare[:0], nil
+		w.mu.Unlock()
+		for _, c := range round {
+			c.flush(w)
+		}
+		clear(round)
+		w.mu.Lock()
+		w.spare = round[:0]
+		w.mu.Unlock()
 	}
 }
 

@@ -313,3 +313,80 @@ func TestAppendHeader(t *testing.T) {
 		})
 	}
 }
+
+// TestStalledPeerGetsEverything fills a connection's socket while its
+// peer does not read — in bursts smaller than a loop's turn, so the write
+// loop meets the full socket mid-turn and hands the rest to the
+// connection's own writer. While it is stalled another connection is
+// served; then the peer reads, and every frame arrives intact and in order.
+func TestStalledPeerGetsEverything(t *testing.T) {
+	_, rec, url := serve(t, Config{SendQueue: 1 << 16})
+	stalled := dial(t, url)
+	c := rec.conn(t)
+	other := dial(t, url)
+	var oc *Conn
+	for oc == nil || oc == c {
+		oc = rec.conn(t)
+	}
+	const frames = 40_000 // ≈ 40 MB of 1 KiB frames: more than the socket buffers hold
+	body := bytes.Repeat([]byte{'x'}, 1000)
+	read := make(chan error, 1)
+	release := make(chan struct{})
+	go func(release <-chan struct{}) {
+		<-release
+		_ = stalled.SetReadDeadline(time.Now().Add(30 * time.Second))
+		for i := range frames {
+			_, msg, err := stalled.ReadMessage()
+			if err != nil {
+				read <- fmt.Errorf("frame %d: %w", i, err)
+				return
+			}
+			want := fmt.Sprintf("4%06d", i)
+			if len(msg) != len(want)+len(body) || string(msg[:len(want)]) != want {
+				read <- fmt.Errorf("frame %d: got %.10q (%d bytes)", i, msg, len(msg))
+				return
+			}
+		}
+		read <- nil
+	}(release)
+	queued := func() int {
+		c.wmu.Lock()
+		defer c.wmu.Unlock()
+		return len(c.queue)
+	}
+	full := false
+	for i := range frames {
+		if !c.Send(append([]byte(fmt.Sprintf("4%06d", i)), body...)) {
+			t.Fatalf("send %d refused", i)
+		}
+		if full || i%50 != 49 {
+			continue
+		}
+		// Let a writer take the burst before the next one, until the
+		// socket is full and the queue stays.
+		for wait := 0; queued() > 0; wait++ {
+			if wait == 50 {
+				full = true
+				break
+			}
+			time.Sleep(100 * time.Microsecond)
+		}
+		if full {
+			// The other connection is not held up by the stalled one.
+			if !oc.Send([]byte("4other")) {
+				t.Fatal("send to the other connection refused")
+			}
+			_ = other.SetReadDeadline(time.Now().Add(5 * time.Second))
+			if _, msg, err := other.ReadMessage(); err != nil || string(msg) != "4other" {
+				t.Fatalf("other connection: %q, %v", msg, err)
+			}
+			close(release)
+		}
+	}
+	if !full {
+		t.Fatal("the socket never filled")
+	}
+	if err := <-read; err != nil {
+		t.Fatal(err)
+	}
+}
