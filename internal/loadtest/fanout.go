@@ -82,7 +82,7 @@ func RunFanout(ctx context.Context, o FanoutOptions, log zerolog.Logger) ([]Fano
 	}
 	defer b.close()
 	nodes, ns := b.nodes, b.ns
-	poller, err := NewPoller(1)
+	poller, err := NewPoller(2)
 	if err != nil {
 		return nil, err
 	}
