@@ -1,19 +1,19 @@
 // Package engineio is the Engine.IO v4 transport layer of the hub: it
-// upgrades HTTP requests to WebSocket connections (gorilla/websocket for
-// the handshake and for reading frames), performs the Engine.IO
-// handshake, runs the ping/pong heartbeat, enforces maxPayload and a
-// bounded send queue per connection, and hands message payloads to a
-// [Handler].
+// upgrades HTTP requests to WebSocket connections (RFC 6455, its own
+// handshake, frame reader and writer), performs the Engine.IO handshake,
+// runs the ping/pong heartbeat, enforces maxPayload and a bounded send
+// queue per connection, and hands message payloads to a [Handler].
 //
-// A connection costs one goroutine, its reader. Frames sent to it are
-// queued and written by the server's write loops (one per processor, each
-// running only while it has work): a loop gives every connection with
-// frames waiting one non-blocking write(2) of everything queued — the
-// WebSocket frames of many Engine.IO packets at once — straight to the TCP
-// connection. Only a connection whose socket is full gets a writer
-// goroutine of its own until it drains. A broadcast's frame is shared by
-// every connection it goes to, and a broadcast to thousands of sockets
-// starts no goroutine per socket.
+// A connection costs one goroutine, its reader, which waits for the socket
+// with no buffer held (a pooled one is taken for each read). Frames sent to
+// it are queued and written by the server's write loops (one per
+// processor, each running only while it has work): a loop gives every
+// connection with frames waiting one non-blocking write(2) of everything
+// queued — the WebSocket frames of many Engine.IO packets at once —
+// straight to the TCP connection. Only a connection whose socket is full
+// gets a writer goroutine of its own until it drains. A broadcast's frame
+// is shared by every connection it goes to, and a broadcast to thousands
+// of sockets starts no goroutine per socket.
 //
 // Concurrency: a Handler's Message and Binary methods are called from the
 // connection's single reader goroutine, in order. [Conn.Send] may be called
@@ -118,7 +118,6 @@ type Stats struct {
 type Server struct {
 	cfg     Config
 	h       Handler
-	up      websocket.Upgrader
 	log     zerolog.Logger
 	stats   Stats
 	closing atomic.Bool
@@ -135,20 +134,6 @@ func NewServer(cfg Config, h Handler, log zerolog.Logger) *Server {
 	s := &Server{cfg: cfg, h: h, log: log}
 	for range runtime.GOMAXPROCS(0) {
 		s.loops = append(s.loops, &writeLoop{delay: cfg.WriteDelay})
-	}
-	s.up = websocket.Upgrader{
-		// The Socket.io layer checks Origin and answers with a readable
-		// connect_error; refusing the upgrade would leave the client
-		// guessing.
-		CheckOrigin:    func(*http.Request) bool { return true },
-		ReadBufferSize: 1024,
-		// The handshake response is written with a pooled buffer and
-		// frames with the transport's own writer, so no connection keeps
-		// a write buffer of gorilla's.
-		WriteBufferPool: &sync.Pool{},
-		Error: func(w http.ResponseWriter, _ *http.Request, status int, reason error) {
-			writeError(w, status, 3, "Bad request")
-		},
 	}
 	return s
 }
@@ -198,19 +183,21 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case r.Method != http.MethodGet:
 		writeError(w, http.StatusBadRequest, 2, "Bad handshake method")
 		return
-	case !websocket.IsWebSocketUpgrade(r):
+	}
+	accept, err := checkUpgrade(r)
+	if err != nil {
 		writeError(w, http.StatusBadRequest, 3, "Bad request")
 		return
 	}
-	ws, err := s.up.Upgrade(w, r, nil)
+	id := newSID()
+	nc, early, err := upgrade(w, accept, frameBytes(opText, protocol.OpenPacket(id, s.cfg.PingInterval, s.cfg.PingTimeout, s.cfg.MaxPayload)), s.cfg.WriteTimeout)
 	if err != nil {
 		s.log.Debug().Err(err).Msg("websocket upgrade failed")
 		return
 	}
-	ws.SetReadLimit(s.cfg.MaxPayload)
-	c := &Conn{id: newSID(), srv: s, ws: ws, nc: ws.UnderlyingConn()}
+	c := &Conn{id: id, srv: s, nc: nc}
 	c.loop = s.loops[int(s.next.Add(1))%len(s.loops)]
-	if sc, ok := c.nc.(syscall.Conn); ok && canWriteRaw {
+	if sc, ok := nc.(syscall.Conn); ok && canRaw {
 		if raw, err := sc.SyscallConn(); err == nil {
 			c.raw = raw
 		}
@@ -219,53 +206,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.stats.Open.Add(1)
 	s.stats.Opened.Add(1)
 	s.wg.Add(1)
-	c.Send(protocol.OpenPacket(c.id, s.cfg.PingInterval, s.cfg.PingTimeout, s.cfg.MaxPayload))
 	s.h.Open(c, r)
 	c.mu.Lock()
 	c.timer = time.AfterFunc(s.cfg.PingInterval, c.heartbeat)
 	c.mu.Unlock()
-	go c.read()
-}
-
-// read is the connection's reader goroutine: it hands each message to
-// the handler, in order, until the connection fails or closes.
-func (c *Conn) read() {
-	s := c.srv
-	defer s.wg.Done()
-	defer c.finish()
-	for {
-		typ, data, err := c.ws.ReadMessage()
-		if err != nil {
-			c.readError(err)
-			return
-		}
-		if c.closed.Load() {
-			return
-		}
-		if typ == websocket.BinaryMessage {
-			s.h.Binary(c, data)
-			continue
-		}
-		s.onMessage(c, data)
-	}
-}
-
-// readError records why reading ended. gorilla has already answered a
-// close frame, or sent 1009 for an oversized one.
-func (c *Conn) readError(err error) {
-	switch {
-	case errors.Is(err, websocket.ErrReadLimit):
-		if c.setReason(ReasonPayloadTooBig) {
-			c.srv.stats.Oversized.Add(1)
-		}
-	default:
-		var ce *websocket.CloseError
-		if errors.As(err, &ce) {
-			c.setReason(ReasonTransportClose)
-		} else {
-			c.setReason(ReasonTransportError)
-		}
-	}
+	go c.read(early)
 }
 
 // finish ends a connection whose reader has stopped: the handler hears
@@ -284,7 +229,11 @@ func (c *Conn) finish() {
 	s.stats.Open.Add(-1)
 	s.h.Close(c, c.reason())
 	c.wmu.Lock()
-	c.queue, c.spare = nil, nil
+	if !c.closing {
+		// Nobody will read these; a close frame, and what precedes it,
+		// is still written.
+		c.queue, c.spare = nil, nil
+	}
 	c.done = true
 	writing := c.writing
 	c.wmu.Unlock()
@@ -361,7 +310,6 @@ const (
 type Conn struct {
 	id  string
 	srv *Server
-	ws  *websocket.Conn
 	nc  net.Conn
 	raw syscall.RawConn // nc's descriptor, for writes that must not wait; nil if it has none
 

@@ -1,0 +1,79 @@
+//go:build unix
+
+package engineio
+
+import (
+	"io"
+
+	"golang.org/x/sys/unix"
+)
+
+// canRaw says this platform has the non-blocking reads and writes below.
+const canRaw = true
+
+// tryWrite writes b without waiting: it returns how much of b the socket
+// took (0 when its buffer is full).
+func (c *Conn) tryWrite(b []byte) (int, error) {
+	var n int
+	var werr error
+	err := c.raw.Write(func(fd uintptr) bool {
+		for n < len(b) {
+			m, err := unix.Write(int(fd), b[n:])
+			if m > 0 {
+				n += m
+			}
+			switch err {
+			case nil:
+				if m <= 0 {
+					return true
+				}
+			case unix.EINTR:
+			case unix.EAGAIN:
+				return true
+			default:
+				werr = err
+				return true
+			}
+		}
+		return true // never wait: a full socket is the writer goroutine's
+	})
+	if err != nil {
+		return n, err
+	}
+	return n, werr
+}
+
+// readInto waits until the socket is readable, then reads into the buffer
+// get returns; release is called when get's buffer was taken but nothing
+// could be read, before waiting again. Waiting costs no buffer.
+func (c *Conn) readInto(get func() []byte, release func()) (int, error) {
+	if c.raw == nil {
+		return c.readPlain(get)
+	}
+	var n int
+	var rerr error
+	err := c.raw.Read(func(fd uintptr) bool {
+		b := get()
+		for {
+			m, err := unix.Read(int(fd), b)
+			switch err {
+			case unix.EINTR:
+				continue
+			case unix.EAGAIN:
+				release()
+				return false
+			}
+			n, rerr = m, err
+			return true
+		}
+	})
+	switch {
+	case err != nil:
+		return 0, err
+	case rerr != nil:
+		return 0, rerr
+	case n <= 0:
+		return 0, io.EOF
+	}
+	return n, nil
+}
