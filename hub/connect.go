@@ -132,15 +132,16 @@ func tokenFromAuth(raw json.RawMessage) string {
 		return ""
 	}
 	var a struct {
-		Token json.RawMessage `json:"token"`
+		Token *string `json:"token"`
 	}
-	if json.Unmarshal(raw, &a) != nil || len(a.Token) == 0 {
-		return ""
-	}
-	var tok string
-	if json.Unmarshal(a.Token, &tok) != nil {
+	err := json.Unmarshal(raw, &a)
+	if te := (*json.UnmarshalTypeError)(nil); errors.As(err, &te) && te.Field == "token" {
 		return "\x00invalid" // present but not a string: refused as invalid
 	}
+	if err != nil || a.Token == nil {
+		return ""
+	}
+	tok := *a.Token
 	if len(tok) > 7 && strings.EqualFold(tok[:7], "Bearer ") {
 		tok = strings.TrimSpace(tok[7:])
 	}

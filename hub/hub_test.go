@@ -77,6 +77,9 @@ func TestTokenFromAuth(t *testing.T) {
 		{"bearer prefix", `{"token":"Bearer abc"}`, "abc"},
 		{"not a string", `{"token":5}`, "\x00invalid"},
 		{"null token is missing", `{"token":null}`, ""},
+		{"object token", `{"token":{"a":1}}`, "\x00invalid"},
+		{"auth not an object", `"abc"`, ""},
+		{"other fields of another type", `{"user":5,"token":"abc"}`, "abc"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

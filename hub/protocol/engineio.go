@@ -32,16 +32,42 @@ type Handshake struct {
 	MaxPayload   int64    `json:"maxPayload"`
 }
 
-// OpenPacket encodes the Engine.IO open packet for a new session.
+// OpenPacket encodes the Engine.IO open packet for a new session. It is
+// written once per connection, so it is appended by hand, not marshalled.
 func OpenPacket(sid string, pingInterval, pingTimeout time.Duration, maxPayload int64) []byte {
-	b, _ := json.Marshal(Handshake{ // a struct of strings and ints always marshals
-		SID:          sid,
-		Upgrades:     []string{},
-		PingInterval: pingInterval.Milliseconds(),
-		PingTimeout:  pingTimeout.Milliseconds(),
-		MaxPayload:   maxPayload,
-	})
-	return append([]byte{byte(EIOOpen)}, b...)
+	if !plainString(sid) {
+		b, _ := json.Marshal(Handshake{ // a struct of strings and ints always marshals
+			SID:          sid,
+			Upgrades:     []string{},
+			PingInterval: pingInterval.Milliseconds(),
+			PingTimeout:  pingTimeout.Milliseconds(),
+			MaxPayload:   maxPayload,
+		})
+		return append([]byte{byte(EIOOpen)}, b...)
+	}
+	b := make([]byte, 0, 100+len(sid))
+	b = append(b, byte(EIOOpen))
+	b = append(b, `{"sid":"`...)
+	b = append(b, sid...)
+	b = append(b, `","upgrades":[],"pingInterval":`...)
+	b = strconv.AppendInt(b, pingInterval.Milliseconds(), 10)
+	b = append(b, `,"pingTimeout":`...)
+	b = strconv.AppendInt(b, pingTimeout.Milliseconds(), 10)
+	b = append(b, `,"maxPayload":`...)
+	b = strconv.AppendInt(b, maxPayload, 10)
+	return append(b, '}')
+}
+
+// plainString reports whether s needs no escaping in a JSON string (nor
+// in encoding/json's HTML-safe output).
+func plainString(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			return false
+		}
+	}
+	return true
 }
 
 // DecodeEIO splits a text frame into its Engine.IO type and payload.

@@ -111,6 +111,13 @@ func TestEngineIO(t *testing.T) {
 	if open != want {
 		t.Fatalf("OpenPacket = %q, want %q", open, want)
 	}
+	// Built by hand, it says what encoding/json would, for every sid.
+	for _, sid := range []string{"", "AbC-_09zZ", `q"uote`, `back\slash`, "<tag>&", "caf\u00e9", "nl\n"} {
+		b, _ := json.Marshal(Handshake{SID: sid, Upgrades: []string{}, PingInterval: 1, PingTimeout: 2, MaxPayload: 3})
+		if got := string(OpenPacket(sid, time.Millisecond, 2*time.Millisecond, 3)); got != "0"+string(b) {
+			t.Fatalf("OpenPacket(%q) = %s, want 0%s", sid, got, b)
+		}
+	}
 	tests := []struct {
 		in      string
 		typ     EIOType
