@@ -44,7 +44,12 @@ func (r *recorder) Message(c *Conn, data []byte) {
 
 func (r *recorder) Binary(c *Conn, data []byte) { c.SendBinary(data) }
 
-func (r *recorder) Close(c *Conn, reason string) { r.closed <- reason }
+func (r *recorder) Close(c *Conn, reason string) {
+	select {
+	case r.closed <- reason:
+	default: // a test with many connections reads none of theirs
+	}
+}
 
 func (r *recorder) conn(t *testing.T) *Conn {
 	t.Helper()
@@ -60,6 +65,24 @@ func (r *recorder) conn(t *testing.T) *Conn {
 		time.Sleep(5 * time.Millisecond)
 	}
 	t.Fatal("no connection opened")
+	return nil
+}
+
+// nth waits for the connection opened i-th, from 0.
+func (r *recorder) nth(t *testing.T, i int) *Conn {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		r.mu.Lock()
+		if len(r.conns) > i {
+			c := r.conns[i]
+			r.mu.Unlock()
+			return c
+		}
+		r.mu.Unlock()
+		time.Sleep(time.Millisecond)
+	}
+	t.Fatalf("connection %d never opened", i)
 	return nil
 }
 
@@ -388,5 +411,95 @@ func TestStalledPeerGetsEverything(t *testing.T) {
 	}
 	if err := <-read; err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestWriteDelayOnlyWhenBusy: a loop that wrote to a few connections
+// writes the next frames at once; one that wrote to busyRound connections
+// or more lets frames gather for at most the write delay, and every frame
+// still arrives, in order.
+func TestWriteDelayOnlyWhenBusy(t *testing.T) {
+	const delay = 300 * time.Millisecond
+	s, rec, url := serve(t, Config{WriteDelay: delay})
+	waits := make(chan time.Duration, 64)
+	for _, w := range s.loops {
+		w.sleep = func(d time.Duration) {
+			waits <- d
+			time.Sleep(d)
+		}
+	}
+	noWait := func(what string) {
+		t.Helper()
+		select {
+		case d := <-waits:
+			t.Fatalf("%s: the loop waited %v", what, d)
+		default:
+		}
+	}
+
+	quiet := dial(t, url)
+	qc := rec.conn(t)
+	for i := range 5 {
+		want := fmt.Sprintf("4quiet%d", i)
+		qc.Send([]byte(want))
+		_ = quiet.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, msg, err := quiet.ReadMessage(); err != nil || string(msg) != want {
+			t.Fatalf("quiet frame %d: %q, %v", i, msg, err)
+		}
+	}
+	noWait("one connection")
+
+	// Enough connections that one loop's round holds busyRound of them:
+	// the loop is held as if running while the frames are queued, then
+	// started, so its first round takes them all.
+	loop := s.loops[0]
+	var (
+		clients []*websocket.Conn
+		conns   []*Conn
+	)
+	for opened := 1; len(conns) < busyRound; opened++ {
+		ws := dial(t, url)
+		c := rec.nth(t, opened)
+		if c.loop == loop {
+			clients, conns = append(clients, ws), append(conns, c)
+		}
+	}
+	loop.mu.Lock()
+	loop.running = true
+	loop.mu.Unlock()
+	for _, c := range conns {
+		c.Send([]byte("4first"))
+	}
+	go loop.run()
+	select {
+	case d := <-waits:
+		if d <= 0 || d > delay {
+			t.Fatalf("after a busy round the loop waited %v, want (0, %v]", d, delay)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the loop never waited after a busy round")
+	}
+	for _, c := range conns {
+		c.Send([]byte("4second"))
+	}
+	for i, ws := range clients {
+		_ = ws.SetReadDeadline(time.Now().Add(10 * time.Second))
+		for _, want := range []string{"4first", "4second"} {
+			if _, msg, err := ws.ReadMessage(); err != nil || string(msg) != want {
+				t.Fatalf("client %d: %q, %v; want %q", i, msg, err, want)
+			}
+		}
+	}
+	// With nothing left to write the loop's goroutine ends.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		loop.mu.Lock()
+		running := loop.running
+		loop.mu.Unlock()
+		if !running {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the write loop is still running with nothing queued")
+		}
 	}
 }

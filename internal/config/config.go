@@ -43,7 +43,7 @@ type Config struct {
 	PingTimeout       time.Duration  // MEDIANEST_PING_TIMEOUT, default 20s
 	MaxPayload        int64          // MEDIANEST_MAX_PAYLOAD, bytes, default 1000000
 	SendQueue         int            // MEDIANEST_SEND_QUEUE, frames per connection, default 128
-	WriteDelay        time.Duration  // MEDIANEST_WRITE_DELAY, gather frames this long per write, default 0
+	WriteDelay        time.Duration  // MEDIANEST_WRITE_DELAY, how long frames gather after a busy write round, default 20ms, 0 off
 	AckTimeout        time.Duration  // MEDIANEST_ACK_TIMEOUT, backend reply wait, default 5s
 	ShutdownTimeout   time.Duration  // MEDIANEST_SHUTDOWN_TIMEOUT, default 10s
 	NodeID            string         // MEDIANEST_NODE_ID, default random
@@ -121,6 +121,7 @@ func Default() Config {
 		PingTimeout:          20 * time.Second,
 		MaxPayload:           1_000_000,
 		SendQueue:            128,
+		WriteDelay:           20 * time.Millisecond,
 		AckTimeout:           5 * time.Second,
 		ShutdownTimeout:      10 * time.Second,
 		TokenMaxLifetime:     24 * time.Hour,
@@ -227,7 +228,7 @@ func Load(lookup LookupFunc) (Config, error) {
 	integer("MEDIANEST_SEND_QUEUE", &c.SendQueue, 4)
 	durationFrom("MEDIANEST_WRITE_DELAY", &c.WriteDelay, true) // 0 turns it off
 	if c.WriteDelay > time.Second {
-		errs = append(errs, fmt.Errorf("MEDIANEST_WRITE_DELAY=%s: at most 1s (it adds that much latency to every frame)", c.WriteDelay))
+		errs = append(errs, fmt.Errorf("MEDIANEST_WRITE_DELAY=%s: at most 1s (it adds up to that much latency to frames under load)", c.WriteDelay))
 	}
 	duration("MEDIANEST_ACK_TIMEOUT", &c.AckTimeout)
 	duration("MEDIANEST_SHUTDOWN_TIMEOUT", &c.ShutdownTimeout)

@@ -60,8 +60,12 @@ func TestLoadValues(t *testing.T) {
 }
 
 // TestWriteDelayZeroTurnsItOff: unlike the other durations, 0 is a
-// valid write delay (the default: every frame written at once).
+// valid write delay: every frame written at once, even under load.
 func TestWriteDelayZeroTurnsItOff(t *testing.T) {
+	c, err := Load(env("MEDIANEST_JWT_SECRET", secret))
+	if err != nil || c.WriteDelay != 20*time.Millisecond {
+		t.Fatalf("default write delay %v, %v; want 20ms", c.WriteDelay, err)
+	}
 	for _, v := range []string{"0", "0s", "0ms"} {
 		c, err := Load(env("MEDIANEST_JWT_SECRET", secret, "MEDIANEST_WRITE_DELAY", v))
 		if err != nil {
