@@ -135,7 +135,7 @@ func NewServer(cfg Config, h Handler, log zerolog.Logger) *Server {
 	cfg.setDefaults()
 	s := &Server{cfg: cfg, h: h, log: log}
 	for range runtime.GOMAXPROCS(0) {
-		s.loops = append(s.loops, &writeLoop{delay: cfg.WriteDelay, sleep: time.Sleep})
+		s.loops = append(s.loops, &writeLoop{delay: cfg.WriteDelay, wake: make(chan struct{}, 1), stopping: &s.closing})
 	}
 	return s
 }
@@ -281,6 +281,13 @@ func (s *Server) Len() int { return int(s.stats.Open.Load()) }
 // they are gone or ctx is done, when the rest are cut.
 func (s *Server) Shutdown(ctxDone <-chan struct{}) {
 	s.closing.Store(true)
+	for _, w := range s.loops {
+		// A loop gathering frames writes the close frames at once.
+		select {
+		case w.wake <- struct{}{}:
+		default:
+		}
+	}
 	s.conns.Range(func(k, _ any) bool {
 		k.(*Conn).CloseWithError(websocket.CloseGoingAway, ReasonShutdown, ReasonShutdown)
 		return true
@@ -405,9 +412,17 @@ func (c *Conn) enqueue(op byte, data []byte) bool {
 	}
 	start := !c.writing
 	c.writing = true
+	half := len(c.queue) == max(c.srv.cfg.SendQueue/2, 1)
 	c.wmu.Unlock()
 	if start {
 		c.loop.push(c)
+	}
+	if half && c.loop.delay > 0 {
+		// Its loop may be gathering frames: it writes now instead.
+		select {
+		case c.loop.wake <- struct{}{}:
+		default:
+		}
 	}
 	return true
 }
@@ -458,7 +473,9 @@ func (c *Conn) flush(w *writeLoop) {
 		c.closeWrite()
 	}
 	c.wmu.Lock()
-	if len(c.queue) == 0 || c.done {
+	if len(c.queue) == 0 {
+		// (A finished connection keeps only a close frame queued, which
+		// is still written.)
 		c.idleLocked()
 		return
 	}
@@ -562,6 +579,9 @@ func (c *Conn) write(pending []byte, closing bool, first []outFrame) {
 		}
 		_ = c.nc.SetWriteDeadline(time.Now().Add(c.srv.cfg.WriteTimeout))
 		_, err := bufs.WriteTo(c.nc) // writev(2)
+		// The deadline bounds this write only: left set, it would fail
+		// the write loop's next non-blocking write once it passed.
+		_ = c.nc.SetWriteDeadline(time.Time{})
 		if q != nil {
 			c.recycle(q)
 			q = nil
@@ -584,8 +604,14 @@ func (c *Conn) write(pending []byte, closing bool, first []outFrame) {
 // not one per socket, and a busy connection's frames gather while the
 // loop serves the others, so they go out together.
 type writeLoop struct {
-	delay time.Duration
-	sleep func(time.Duration) // time.Sleep; a test watches it
+	delay    time.Duration
+	stopping *atomic.Bool // the server is shutting down: no more pauses
+
+	// wake ends a pause early: a connection's queue is half full, and
+	// waiting longer could cut a client that reads fast as a slow one.
+	wake    chan struct{}
+	timer   *time.Timer                       // the pauses'; used by the loop alone
+	observe func(d time.Duration, woken bool) // a test's view of each pause
 
 	mu      sync.Mutex
 	dirty   []*Conn // connections with frames waiting, in the order they got them
@@ -610,10 +636,10 @@ func (w *writeLoop) push(c *Conn) {
 func (w *writeLoop) run() {
 	var wait time.Duration
 	for {
-		if wait > 0 {
+		if wait > 0 && !w.stopping.Load() {
 			// The last round was busy: let frames gather, so the next
 			// writes several per connection.
-			w.sleep(wait)
+			w.pause(wait)
 		}
 		w.mu.Lock()
 		round := w.dirty
@@ -647,6 +673,25 @@ func (w *writeLoop) run() {
 	}
 }
 
+// pause waits d, or less if a connection's queue fills to half meanwhile.
+func (w *writeLoop) pause(d time.Duration) {
+	if w.timer == nil {
+		w.timer = time.NewTimer(d)
+	} else {
+		w.timer.Reset(d)
+	}
+	woken := false
+	select {
+	case <-w.timer.C:
+	case <-w.wake:
+		w.timer.Stop()
+		woken = true
+	}
+	if w.observe != nil {
+		w.observe(d, woken)
+	}
+}
+
 // busyRound is the number of connections written in one round from which
 // a write loop counts as busy and lets frames gather for the write delay:
 // that many system calls are ≈ 0.25 ms of a core over loopback, where
@@ -677,7 +722,8 @@ func appendHeader(b []byte, op byte, n int) []byte {
 	case n <= 0xffff:
 		return append(b, 126, byte(n>>8), byte(n))
 	}
-	return append(b, 127, byte(n>>56), byte(n>>48), byte(n>>40), byte(n>>32), byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
+	u := uint64(n) // n is 32 bits on some builds
+	return append(b, 127, byte(u>>56), byte(u>>48), byte(u>>40), byte(u>>32), byte(u>>24), byte(u>>16), byte(u>>8), byte(u))
 }
 
 // Close closes the connection after the frames already queued are written.

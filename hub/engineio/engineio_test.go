@@ -414,31 +414,95 @@ func TestStalledPeerGetsEverything(t *testing.T) {
 	}
 }
 
+// serveOneLoop is serve with every connection on one write loop, so a
+// test can fill a round with busyRound connections on any machine.
+func serveOneLoop(t *testing.T, cfg Config) (*Server, *recorder, string) {
+	t.Helper()
+	rec := newRecorder()
+	s := NewServer(cfg, rec, zerolog.Nop())
+	s.loops = s.loops[:1] // before the server's goroutines exist
+	hs := httptest.NewServer(s)
+	t.Cleanup(func() {
+		done := make(chan struct{})
+		close(done)
+		s.Shutdown(done)
+		hs.Close()
+	})
+	return s, rec, "ws" + strings.TrimPrefix(hs.URL, "http") + "/?EIO=4&transport=websocket"
+}
+
+type pauseSeen struct {
+	d     time.Duration
+	woken bool
+}
+
+// watchPauses reports the loop's pauses on a channel.
+func watchPauses(w *writeLoop) <-chan pauseSeen {
+	ch := make(chan pauseSeen, 256)
+	w.observe = func(d time.Duration, woken bool) { ch <- pauseSeen{d, woken} }
+	return ch
+}
+
+// busyRound opens busyRound connections (the first opened is index
+// first in rec) and has the loop write one frame to each in one round;
+// it returns once the loop has paused after that round (for at most the
+// delay, unless woken).
+func busyLoopRound(t *testing.T, s *Server, rec *recorder, url string, first int, pauses <-chan pauseSeen) ([]*websocket.Conn, []*Conn) {
+	t.Helper()
+	loop := s.loops[0]
+	var (
+		clients []*websocket.Conn
+		conns   []*Conn
+	)
+	for i := range busyRound {
+		clients = append(clients, dial(t, url))
+		conns = append(conns, rec.nth(t, first+i))
+	}
+	// The loop is held as if running while the frames are queued, then
+	// started, so its first round takes them all.
+	loop.mu.Lock()
+	loop.running = true
+	loop.mu.Unlock()
+	for _, c := range conns {
+		c.Send([]byte("4first"))
+	}
+	go loop.run()
+	for i, ws := range clients {
+		_ = ws.SetReadDeadline(time.Now().Add(10 * time.Second))
+		if _, msg, err := ws.ReadMessage(); err != nil || string(msg) != "4first" {
+			t.Fatalf("client %d: %q, %v", i, msg, err)
+		}
+	}
+	return clients, conns
+}
+
+// waitLoopIdle waits for the loop's goroutine to end with nothing queued.
+func waitLoopIdle(t *testing.T, loop *writeLoop) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		loop.mu.Lock()
+		running := loop.running
+		loop.mu.Unlock()
+		if !running {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the write loop is still running with nothing queued")
+		}
+	}
+}
+
 // TestWriteDelayOnlyWhenBusy: a loop that wrote to a few connections
 // writes the next frames at once; one that wrote to busyRound connections
 // or more lets frames gather for at most the write delay, and every frame
 // still arrives, in order.
 func TestWriteDelayOnlyWhenBusy(t *testing.T) {
 	const delay = 300 * time.Millisecond
-	s, rec, url := serve(t, Config{WriteDelay: delay})
-	waits := make(chan time.Duration, 64)
-	for _, w := range s.loops {
-		w.sleep = func(d time.Duration) {
-			waits <- d
-			time.Sleep(d)
-		}
-	}
-	noWait := func(what string) {
-		t.Helper()
-		select {
-		case d := <-waits:
-			t.Fatalf("%s: the loop waited %v", what, d)
-		default:
-		}
-	}
+	s, rec, url := serveOneLoop(t, Config{WriteDelay: delay})
+	pauses := watchPauses(s.loops[0])
 
 	quiet := dial(t, url)
-	qc := rec.conn(t)
+	qc := rec.nth(t, 0)
 	for i := range 5 {
 		want := fmt.Sprintf("4quiet%d", i)
 		qc.Send([]byte(want))
@@ -447,59 +511,85 @@ func TestWriteDelayOnlyWhenBusy(t *testing.T) {
 			t.Fatalf("quiet frame %d: %q, %v", i, msg, err)
 		}
 	}
-	noWait("one connection")
-
-	// Enough connections that one loop's round holds busyRound of them:
-	// the loop is held as if running while the frames are queued, then
-	// started, so its first round takes them all.
-	loop := s.loops[0]
-	var (
-		clients []*websocket.Conn
-		conns   []*Conn
-	)
-	for opened := 1; len(conns) < busyRound; opened++ {
-		ws := dial(t, url)
-		c := rec.nth(t, opened)
-		if c.loop == loop {
-			clients, conns = append(clients, ws), append(conns, c)
-		}
-	}
-	loop.mu.Lock()
-	loop.running = true
-	loop.mu.Unlock()
-	for _, c := range conns {
-		c.Send([]byte("4first"))
-	}
-	go loop.run()
 	select {
-	case d := <-waits:
-		if d <= 0 || d > delay {
-			t.Fatalf("after a busy round the loop waited %v, want (0, %v]", d, delay)
+	case p := <-pauses:
+		t.Fatalf("one connection: the loop paused %v", p.d)
+	default:
+	}
+
+	clients, conns := busyLoopRound(t, s, rec, url, 1, pauses)
+	select {
+	case p := <-pauses:
+		if p.d <= 0 || p.d > delay || p.woken {
+			t.Fatalf("after a busy round the loop paused %v (woken %v), want (0, %v] by its timer", p.d, p.woken, delay)
 		}
 	case <-time.After(10 * time.Second):
-		t.Fatal("the loop never waited after a busy round")
+		t.Fatal("the loop never paused after a busy round")
 	}
 	for _, c := range conns {
 		c.Send([]byte("4second"))
 	}
 	for i, ws := range clients {
 		_ = ws.SetReadDeadline(time.Now().Add(10 * time.Second))
-		for _, want := range []string{"4first", "4second"} {
-			if _, msg, err := ws.ReadMessage(); err != nil || string(msg) != want {
-				t.Fatalf("client %d: %q, %v; want %q", i, msg, err, want)
-			}
+		if _, msg, err := ws.ReadMessage(); err != nil || string(msg) != "4second" {
+			t.Fatalf("client %d: %q, %v; want 4second", i, msg, err)
 		}
 	}
-	// With nothing left to write the loop's goroutine ends.
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		loop.mu.Lock()
-		running := loop.running
-		loop.mu.Unlock()
-		if !running {
-			break
+	waitLoopIdle(t, s.loops[0])
+}
+
+// TestWriteDelayWakesForAFillingQueue: while its loop gathers frames, a
+// connection whose queue reaches half its bound is written at once, so a
+// client that reads fast is never cut as a slow consumer for the delay.
+func TestWriteDelayWakesForAFillingQueue(t *testing.T) {
+	const queue = 16
+	// A pause this long would outlast the test: only a wake ends it.
+	s, rec, url := serveOneLoop(t, Config{WriteDelay: time.Hour, SendQueue: queue})
+	pauses := watchPauses(s.loops[0])
+	clients, conns := busyLoopRound(t, s, rec, url, 0, pauses)
+	for i := range queue / 2 {
+		if !conns[0].Send([]byte(fmt.Sprintf("4fast%d", i))) {
+			t.Fatalf("send %d refused", i)
 		}
-		if time.Now().After(deadline) {
-			t.Fatal("the write loop is still running with nothing queued")
+	}
+	_ = clients[0].SetReadDeadline(time.Now().Add(10 * time.Second))
+	for i := range queue / 2 {
+		want := fmt.Sprintf("4fast%d", i)
+		if _, msg, err := clients[0].ReadMessage(); err != nil || string(msg) != want {
+			t.Fatalf("frame %d: %q, %v; want %q", i, msg, err, want)
 		}
+	}
+	select {
+	case p := <-pauses:
+		if !p.woken {
+			t.Fatalf("the pause after the busy round ended by its timer (%v), not by the filling queue", p.d)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no pause seen")
+	}
+	if got := s.Stats().SlowConsumers.Load(); got != 0 {
+		t.Fatalf("%d slow consumers", got)
+	}
+	waitLoopIdle(t, s.loops[0])
+}
+
+// TestConnOutlivesItsWriteDeadline: a connection whose frames once went
+// through its own writer (a turn over maxLoopWrite) keeps working after
+// that write's deadline has passed.
+func TestConnOutlivesItsWriteDeadline(t *testing.T) {
+	const timeout = 100 * time.Millisecond
+	_, rec, url := serve(t, Config{WriteTimeout: timeout})
+	ws := dial(t, url)
+	c := rec.conn(t)
+	big := append([]byte("4"), bytes.Repeat([]byte("x"), maxLoopWrite+1000)...)
+	c.Send(big)
+	_ = ws.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, msg, err := ws.ReadMessage(); err != nil || len(msg) != len(big) {
+		t.Fatalf("large frame: %d bytes, %v", len(msg), err)
+	}
+	time.Sleep(3 * timeout) // the large write's deadline is long past
+	c.Send([]byte("4small"))
+	if _, msg, err := ws.ReadMessage(); err != nil || string(msg) != "4small" {
+		t.Fatalf("after the deadline: %q, %v", msg, err)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"strings"
@@ -75,6 +76,8 @@ func headerHasToken(h http.Header, name, token string) bool {
 func upgrade(w http.ResponseWriter, accept string, first []byte, timeout time.Duration) (net.Conn, []byte, error) {
 	hj, ok := w.(http.Hijacker)
 	if !ok {
+		// HTTP/2, or a wrapper that hides the connection.
+		writeError(w, http.StatusBadRequest, 3, "Bad request")
 		return nil, nil, errors.New("response writer cannot be hijacked")
 	}
 	nc, brw, err := hj.Hijack()
@@ -193,15 +196,10 @@ func (c *Conn) readPooled(st *readState) error {
 	return c.frames(st, (*buf)[:n])
 }
 
-// readMore reads after an unfinished frame, into a buffer big enough for
-// that frame when its size is known.
+// readMore reads after an unfinished frame, into a buffer that grows
+// towards that frame's size as its bytes arrive.
 func (c *Conn) readMore(st *readState) error {
-	want := max(st.need, len(st.in)+readChunk)
-	if cap(st.in) < want {
-		in := make([]byte, len(st.in), want)
-		copy(in, st.in)
-		st.in = in
-	}
+	st.in = growFor(st.in, st.need)
 	tail := st.in[len(st.in):cap(st.in)]
 	n, err := c.readInto(func() []byte { return tail }, func() {})
 	if err != nil {
@@ -210,11 +208,28 @@ func (c *Conn) readMore(st *readState) error {
 	return c.frames(st, st.in[:len(st.in)+n])
 }
 
+// growFor returns in with room to read more of a frame of need bytes
+// (0: not known yet): at least readChunk, and at most double what has
+// arrived, so a header that announces a large frame costs memory only as
+// the frame's bytes come — fourteen bytes cannot pin a megabyte.
+func growFor(in []byte, need int) []byte {
+	want := len(in) + readChunk
+	if need > want {
+		want = min(need, max(want, 2*len(in)))
+	}
+	if cap(in) >= want {
+		return in
+	}
+	out := make([]byte, len(in), want)
+	copy(out, in)
+	return out
+}
+
 // frames handles every complete frame in data and keeps the rest in
 // st.in for the next read.
 func (c *Conn) frames(st *readState, data []byte) error {
 	for len(data) > 0 {
-		h, ok, err := parseHeader(data)
+		h, ok, err := parseHeader(data, c.srv.cfg.MaxPayload)
 		if err != nil {
 			return err
 		}
@@ -222,7 +237,9 @@ func (c *Conn) frames(st *readState, data []byte) error {
 			st.need = 0
 			break
 		}
-		if int64(h.n) > c.srv.cfg.MaxPayload || int64(len(st.msg))+int64(h.n) > c.srv.cfg.MaxPayload {
+		if h.op == opContinuation && int64(len(st.msg))+int64(h.n) > c.srv.cfg.MaxPayload {
+			// The message as a whole is over the limit; a control frame
+			// between its fragments does not count towards it.
 			return errTooBig
 		}
 		total := h.hdr + h.n
@@ -264,8 +281,9 @@ type frameHeader struct {
 }
 
 // parseHeader parses the frame header at the start of b; ok is false when
-// b does not hold all of it yet.
-func parseHeader(b []byte) (h frameHeader, ok bool, err error) {
+// b does not hold all of it yet. A payload over limit is errTooBig, judged
+// on the 64-bit length before it becomes an int (32 bits on some builds).
+func parseHeader(b []byte, limit int64) (h frameHeader, ok bool, err error) {
 	if len(b) < 2 {
 		return h, false, nil
 	}
@@ -309,7 +327,7 @@ func parseHeader(b []byte) (h frameHeader, ok bool, err error) {
 	default:
 		return h, false, protocolErr(fmt.Sprintf("unknown opcode %d", h.op))
 	}
-	if n > 1<<40 {
+	if n > limit || n > math.MaxInt32 {
 		return h, false, errTooBig
 	}
 	h.n = int(n)
@@ -338,12 +356,15 @@ func (c *Conn) frame(st *readState, h frameHeader, payload []byte) error {
 	case opPong:
 		return nil
 	case opClose:
-		code := websocket.CloseNoStatusReceived
-		if len(payload) >= 2 {
-			code = int(binary.BigEndian.Uint16(payload))
-		}
-		reply := websocket.CloseNormalClosure
-		if code != websocket.CloseNoStatusReceived {
+		reply := websocket.CloseNormalClosure // to a close with no code
+		switch {
+		case len(payload) == 1:
+			return protocolErr("close frame of one byte")
+		case len(payload) >= 2:
+			code := int(binary.BigEndian.Uint16(payload))
+			if !validCloseCode(code) {
+				return protocolErr(fmt.Sprintf("close code %d", code))
+			}
 			reply = code
 		}
 		c.enqueue(opClose, websocket.FormatCloseMessage(reply, ""))
@@ -370,6 +391,18 @@ func (c *Conn) frame(st *readState, h frameHeader, payload []byte) error {
 	}
 	c.deliver(h.op, payload)
 	return nil
+}
+
+// validCloseCode reports whether a peer may send code in a close frame
+// (RFC 6455 §7.4 and the IANA registry): 1005, 1006 and 1015 are for
+// reporting only, the rest below 3000 unassigned, 5000 and up invalid.
+func validCloseCode(code int) bool {
+	switch {
+	case code >= 1000 && code <= 1003, code >= 1007 && code <= 1014:
+		return true
+	default:
+		return code >= 3000 && code <= 4999
+	}
 }
 
 func (c *Conn) deliver(op byte, msg []byte) {

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -144,6 +145,8 @@ func (c *rawClient) closeCode() int {
 
 func TestReaderFrames(t *testing.T) {
 	big := bytes.Repeat([]byte("0123456789"), 100_000) // a 1 MB message
+	const maxPayload = 2 << 20
+	nearMax := append([]byte("4"), bytes.Repeat([]byte("a"), maxPayload-51)...)
 	tests := []struct {
 		name string
 		send func(c *rawClient)
@@ -166,10 +169,14 @@ func TestReaderFrames(t *testing.T) {
 			}
 		}, []string{"4slow", "4" + strings.Repeat("y", 300)}},
 		{"1 MB message", func(c *rawClient) { c.send(clientFrame(0x81, append([]byte("4"), big...), true)) }, []string{"4" + string(big)}},
+		{"a ping inside a message of maxPayload", func(c *rawClient) {
+			// The ping does not count towards the message's size.
+			c.send(clientFrame(0x01, nearMax, true), clientFrame(0x89, make([]byte, 100), true), clientFrame(0x80, []byte(strings.Repeat("b", 50)), true))
+		}, []string{string(nearMax) + strings.Repeat("b", 50)}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, _, url := serve(t, Config{MaxPayload: 2 << 20})
+			_, _, url := serve(t, Config{MaxPayload: maxPayload})
 			c := dialRaw(t, url, nil)
 			tt.send(c)
 			for _, want := range tt.want {
@@ -213,6 +220,11 @@ func TestReaderRefusesBadFrames(t *testing.T) {
 		{"over maxPayload", clientFrame(0x81, make([]byte, 2000), true), 1009, ReasonPayloadTooBig},
 		{"peer's close is answered", clientFrame(0x88, []byte{0x03, 0xe8}, true), 1000, ReasonTransportClose},
 		{"peer's close code is echoed", clientFrame(0x88, []byte{0x0f, 0xa0}, true), 4000, ReasonTransportClose},
+		{"close of one byte", clientFrame(0x88, []byte{0x03}, true), 1002, ReasonTransportError},
+		{"close code 1005 is for reporting only", clientFrame(0x88, []byte{0x03, 0xed}, true), 1002, ReasonTransportError},
+		{"close code 999", clientFrame(0x88, []byte{0x03, 0xe7}, true), 1002, ReasonTransportError},
+		{"close code 5000", clientFrame(0x88, []byte{0x13, 0x88}, true), 1002, ReasonTransportError},
+		{"a fragment takes the message over maxPayload", append(clientFrame(0x01, make([]byte, 600), true), clientFrame(0x80, make([]byte, 600), true)...), 1009, ReasonPayloadTooBig},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -264,6 +276,70 @@ func TestHandshakeRefusals(t *testing.T) {
 			resp.Body.Close()
 			if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(body), `"code":3`) {
 				t.Fatalf("%d %s", resp.StatusCode, body)
+			}
+		})
+	}
+}
+
+// TestParseHeaderLimit: a frame's announced length is judged against the
+// limit as a 64-bit number, so no length wraps into a small or negative
+// int on a 32-bit build.
+func TestParseHeaderLimit(t *testing.T) {
+	header := func(n uint64) []byte {
+		b := []byte{0x82, 0x80 | 127, 0, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4}
+		binary.BigEndian.PutUint64(b[2:], n)
+		return b
+	}
+	tests := []struct {
+		name string
+		n    uint64
+		err  error
+	}{
+		{"at the limit", 1 << 20, nil},
+		{"one over", 1<<20 + 1, errTooBig},
+		{"2^31, negative as an int32", 1 << 31, errTooBig},
+		{"2^32, zero as an int32", 1 << 32, errTooBig},
+		{"2^62", 1 << 62, errTooBig},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h, ok, err := parseHeader(header(tt.n), 1<<20)
+			if !errors.Is(err, tt.err) {
+				t.Fatalf("err %v, want %v", err, tt.err)
+			}
+			if err == nil && (!ok || uint64(h.n) != tt.n || h.hdr != 14) {
+				t.Fatalf("header %+v ok %v", h, ok)
+			}
+		})
+	}
+}
+
+// TestGrowFor: the buffer for an unfinished frame grows with what has
+// arrived, never to the announced size on the header's word alone.
+func TestGrowFor(t *testing.T) {
+	tests := []struct {
+		name      string
+		have      int
+		need      int
+		wantAtMin int
+		wantAtMax int
+	}{
+		{"size unknown", 10, 0, 10 + readChunk, 10 + readChunk},
+		{"small frame: all of it", 10, 100, 10 + readChunk, 10 + readChunk},
+		{"1 MB announced, 14 bytes here", 14, 1 << 20, 14 + readChunk, 14 + readChunk},
+		{"1 MB announced, 100 KB here", 100 << 10, 1 << 20, 200 << 10, 200 << 10},
+		{"1 MB announced, 900 KB here", 900 << 10, 1 << 20, 1 << 20, 1 << 20},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			in := make([]byte, tt.have)
+			in[0] = 'x'
+			out := growFor(in, tt.need)
+			if len(out) != tt.have || out[0] != 'x' {
+				t.Fatalf("len %d, first %q: the bytes that arrived are not kept", len(out), out[0])
+			}
+			if cap(out) < tt.wantAtMin || cap(out) > tt.wantAtMax {
+				t.Fatalf("cap %d, want %d..%d", cap(out), tt.wantAtMin, tt.wantAtMax)
 			}
 		})
 	}
