@@ -88,8 +88,17 @@ func (r *recorder) nth(t *testing.T, i int) *Conn {
 
 func serve(t *testing.T, cfg Config) (*Server, *recorder, string) {
 	t.Helper()
+	return serveTuned(t, cfg, nil)
+}
+
+// serveTuned is serve with tune applied to the server before it serves.
+func serveTuned(t *testing.T, cfg Config, tune func(*Server)) (*Server, *recorder, string) {
+	t.Helper()
 	rec := newRecorder()
 	s := NewServer(cfg, rec, zerolog.Nop())
+	if tune != nil {
+		tune(s) // before the server's goroutines exist
+	}
 	hs := httptest.NewServer(s)
 	t.Cleanup(func() {
 		done := make(chan struct{})
@@ -418,17 +427,7 @@ func TestStalledPeerGetsEverything(t *testing.T) {
 // test can fill a round with busyRound connections on any machine.
 func serveOneLoop(t *testing.T, cfg Config) (*Server, *recorder, string) {
 	t.Helper()
-	rec := newRecorder()
-	s := NewServer(cfg, rec, zerolog.Nop())
-	s.loops = s.loops[:1] // before the server's goroutines exist
-	hs := httptest.NewServer(s)
-	t.Cleanup(func() {
-		done := make(chan struct{})
-		close(done)
-		s.Shutdown(done)
-		hs.Close()
-	})
-	return s, rec, "ws" + strings.TrimPrefix(hs.URL, "http") + "/?EIO=4&transport=websocket"
+	return serveTuned(t, cfg, func(s *Server) { s.loops = s.loops[:1] })
 }
 
 type pauseSeen struct {
