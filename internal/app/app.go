@@ -381,6 +381,9 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          nil,
 	}
+	if a.node != nil {
+		ln = newUpgradeListener(ln, "/socket.io/", a.handler, srv.ReadHeaderTimeout, a.log)
+	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	a.log.Info().Str("addr", ln.Addr().String()).Strs("components", a.cfg.Components).Msg("listening")

@@ -9,7 +9,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net/http/httptest"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -79,15 +79,23 @@ func startHub(t *testing.T, ns *server.Server, mutate func(*config.Config)) *hub
 	if err != nil {
 		t.Fatalf("start hub: %v", err)
 	}
-	srv := httptest.NewServer(a.Handler())
+	// Served the way `serve` serves: WebSocket upgrades are taken off the
+	// listener before net/http.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- a.Serve(ctx, ln) }()
 	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-		defer cancel()
-		_ = a.Node().Shutdown(ctx)
-		srv.Close()
+		stop()
+		if err := <-served; err != nil {
+			t.Errorf("serve: %v", err)
+		}
 		a.Close()
 	})
-	return &hubNode{App: a, URL: srv.URL}
+	return &hubNode{App: a, URL: "http://" + ln.Addr().String()}
 }
 
 type tokenOpt func(*auth.MintOptions)
