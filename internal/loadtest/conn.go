@@ -117,6 +117,10 @@ func RunConnect(ctx context.Context, o ConnOptions, idle bool, log zerolog.Logge
 	time.Sleep(500 * time.Millisecond)
 	res.NodeRSSBefore = nodeRSS()
 
+	var tokens []string
+	if o.Processes == 1 {
+		tokens = mintTokens(0, o.Connections)
+	}
 	cpu0, node0 := cpuTime(), nodeCPU()
 	start := time.Now()
 	var (
@@ -124,7 +128,7 @@ func RunConnect(ctx context.Context, o ConnOptions, idle bool, log zerolog.Logge
 		local   *held
 	)
 	if o.Processes == 1 {
-		if local, err = hold(ctx, urls, 0, o.Connections, o.Concurrency, log); err != nil {
+		if local, err = hold(ctx, urls, 0, tokens, o.Concurrency, log); err != nil {
 			return res, err
 		}
 		res.Failed = local.failed
@@ -210,16 +214,12 @@ type held struct {
 
 // hold opens count connections, the i-th from SourceFor(from+i) to
 // urls[(from+i) % len(urls)], all read by one poller that answers pings.
-func hold(ctx context.Context, urls []string, from, count, concurrency int, log zerolog.Logger) (*held, error) {
+func hold(ctx context.Context, urls []string, from int, tokens []string, concurrency int, log zerolog.Logger) (*held, error) {
 	p, err := NewPoller(1)
 	if err != nil {
 		return nil, err
 	}
-	h := &held{poller: p, clients: make([]*Client, count)}
-	tokens := make([]string, count)
-	for i := range tokens {
-		tokens[i], _ = auth.Mint([]byte(benchSecret), auth.MintOptions{UserID: fmt.Sprint("u", from+i), Roles: []string{"user"}, Issuer: "medianest", Audience: "medianest-users", TTL: 2 * time.Hour})
-	}
+	h := &held{poller: p, clients: make([]*Client, len(tokens))}
 	sem := make(chan struct{}, concurrency)
 	var wg sync.WaitGroup
 	var failed atomic.Int64
@@ -248,6 +248,17 @@ func hold(ctx context.Context, urls []string, from, count, concurrency int, log 
 	wg.Wait()
 	h.failed = failed.Load()
 	return h, nil
+}
+
+// mintTokens mints the tokens of connections from .. from+count-1, one
+// user each. A client comes with its token: minting is not part of
+// connecting, so it happens before a measurement starts.
+func mintTokens(from, count int) []string {
+	tokens := make([]string, count)
+	for i := range tokens {
+		tokens[i], _ = auth.Mint([]byte(benchSecret), auth.MintOptions{UserID: fmt.Sprint("u", from+i), Roles: []string{"user"}, Issuer: "medianest", Audience: "medianest-users", TTL: 2 * time.Hour})
+	}
+	return tokens
 }
 
 // dropped counts the connections that ended while held.
@@ -365,7 +376,7 @@ func (h *holder) stop() {
 // RunHold is the `bench hold` child: it opens its share of connections,
 // reports, holds them until stdin closes, and reports how many dropped.
 func RunHold(ctx context.Context, urls []string, from, count, concurrency int, stdin io.Reader, stdout io.Writer, log zerolog.Logger) error {
-	h, err := hold(ctx, urls, from, count, concurrency, log)
+	h, err := hold(ctx, urls, from, mintTokens(from, count), concurrency, log)
 	if err != nil {
 		return err
 	}
