@@ -193,7 +193,12 @@ func newServeCmd(lookup config.LookupFunc) *cobra.Command {
 			if cfg.PprofAddr != "" {
 				go servePprof(cfg.PprofAddr, log)
 			}
-			ln, err := net.Listen("tcp", cfg.ListenAddr)
+			// No TCP keep-alive probes: Engine.IO's ping finds a dead peer
+			// (within ping interval + timeout) and net/http closes idle
+			// connections; the probes' four setsockopt calls were a tenth
+			// of the system calls of accepting a connection.
+			lc := net.ListenConfig{KeepAlive: -1}
+			ln, err := lc.Listen(cmd.Context(), "tcp", cfg.ListenAddr)
 			if err != nil {
 				return fmt.Errorf("listen on MEDIANEST_LISTEN_ADDR %s: %w", cfg.ListenAddr, err)
 			}

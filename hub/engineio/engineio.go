@@ -66,7 +66,8 @@ type Config struct {
 	WriteTimeout time.Duration
 	// WriteDelay, when positive, is how long a write loop lets frames
 	// gather after a busy round — one that wrote to busyRound connections
-	// or more, a broadcast to a large room — before it writes again: one
+	// or more that had frames a moment before as well, a room fed at a
+	// steady rate — before it writes again: one
 	// system call per connection per interval under load instead of one
 	// per frame, for up to that much more latency (Centrifugo's
 	// write_delay, applied only under load). A loop that was not busy
@@ -336,6 +337,8 @@ type Conn struct {
 	closing bool // a close frame is queued: nothing more is accepted
 	done    bool // the reader has finished: the writer closes the TCP connection
 
+	lastTurn int64 // when its loop's round last wrote to it (Unix ns); the loop's alone
+
 	// sink, when set, replaces the network (NewDetachedConn).
 	sink func(frame []byte) bool
 
@@ -433,6 +436,12 @@ func (c *Conn) enqueue(op byte, data []byte) bool {
 // that waits for the socket, so one stalled connection never holds up
 // the others of its loop.
 func (c *Conn) flush(w *writeLoop) {
+	if w.delay > 0 {
+		if c.lastTurn != 0 && w.now-c.lastTurn <= 2*int64(w.delay) {
+			w.repeats++ // written to a moment ago too: a busy connection
+		}
+		c.lastTurn = w.now
+	}
 	c.wmu.Lock()
 	q := c.queue
 	if len(q) == 0 {
@@ -619,6 +628,12 @@ type writeLoop struct {
 	running bool
 
 	buf []byte // one connection's turn, frames back to back; used by the loop alone
+
+	// now is when this round began (Unix ns); repeats counts its
+	// connections that a round had written to within two delays before.
+	// Used by the loop alone, and only with a delay.
+	now     int64
+	repeats int
 }
 
 // push gives c a turn in the loop's next round.
@@ -656,12 +671,13 @@ func (w *writeLoop) run() {
 		var began time.Time
 		if w.delay > 0 {
 			began = time.Now()
+			w.now, w.repeats = began.UnixNano(), 0
 		}
 		for _, c := range round {
 			c.flush(w)
 		}
 		wait = 0
-		if w.delay > 0 && len(round) >= busyRound {
+		if w.delay > 0 && w.repeats >= busyRound {
 			// Rounds start at most once per delay; a round that took
 			// longer is followed at once.
 			wait = w.delay - time.Since(began)
@@ -692,10 +708,13 @@ func (w *writeLoop) pause(d time.Duration) {
 	}
 }
 
-// busyRound is the number of connections written in one round from which
-// a write loop counts as busy and lets frames gather for the write delay:
-// that many system calls are ≈ 0.25 ms of a core over loopback, where
-// gathering starts to pay for the latency it adds.
+// busyRound is the number of connections in a round, each written to
+// within two delays before, from which a write loop counts as busy and
+// lets frames gather for the write delay: that many system calls are ≈ 0.25 ms of a core over
+// loopback, where gathering starts to pay for the latency it adds. Only
+// connections that come back count: a room fed at a steady rate does, a
+// burst of new connections (each with its CONNECT reply) does not, and
+// gathering would only slow the latter down.
 const busyRound = 64
 
 // closeGrace is how long the peer has to answer a close frame.

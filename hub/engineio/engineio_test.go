@@ -442,10 +442,32 @@ func watchPauses(w *writeLoop) <-chan pauseSeen {
 	return ch
 }
 
-// busyRound opens busyRound connections (the first opened is index
-// first in rec) and has the loop write one frame to each in one round;
-// it returns once the loop has paused after that round (for at most the
-// delay, unless woken).
+// loopRound has the loop write frame to each of conns in one round: the
+// loop is held as if running while the frames are queued, then started,
+// so its first round takes them all. It returns once every client has
+// read the frame.
+func loopRound(t *testing.T, loop *writeLoop, clients []*websocket.Conn, conns []*Conn, frame string) {
+	t.Helper()
+	loop.mu.Lock()
+	loop.running = true
+	loop.mu.Unlock()
+	for _, c := range conns {
+		c.Send([]byte(frame))
+	}
+	go loop.run()
+	for i, ws := range clients {
+		_ = ws.SetReadDeadline(time.Now().Add(10 * time.Second))
+		if _, msg, err := ws.ReadMessage(); err != nil || string(msg) != frame {
+			t.Fatalf("client %d: %q, %v; want %q", i, msg, err, frame)
+		}
+	}
+}
+
+// busyLoopRound opens busyRound connections (the first opened is index
+// first in rec) and has the loop write to all of them twice, in two
+// rounds: the first, to connections it has not written to before (a burst
+// of new connections), must not pause; the second, to the same ones again
+// (a room fed at a steady rate), is busy, and the loop pauses after it.
 func busyLoopRound(t *testing.T, s *Server, rec *recorder, url string, first int, pauses <-chan pauseSeen) ([]*websocket.Conn, []*Conn) {
 	t.Helper()
 	loop := s.loops[0]
@@ -457,21 +479,14 @@ func busyLoopRound(t *testing.T, s *Server, rec *recorder, url string, first int
 		clients = append(clients, dial(t, url))
 		conns = append(conns, rec.nth(t, first+i))
 	}
-	// The loop is held as if running while the frames are queued, then
-	// started, so its first round takes them all.
-	loop.mu.Lock()
-	loop.running = true
-	loop.mu.Unlock()
-	for _, c := range conns {
-		c.Send([]byte("4first"))
+	loopRound(t, loop, clients, conns, "4first")
+	waitLoopIdle(t, loop)
+	select {
+	case p := <-pauses:
+		t.Fatalf("a round of connections new to the loop paused it %v", p.d)
+	default:
 	}
-	go loop.run()
-	for i, ws := range clients {
-		_ = ws.SetReadDeadline(time.Now().Add(10 * time.Second))
-		if _, msg, err := ws.ReadMessage(); err != nil || string(msg) != "4first" {
-			t.Fatalf("client %d: %q, %v", i, msg, err)
-		}
-	}
+	loopRound(t, loop, clients, conns, "4second")
 	return clients, conns
 }
 
@@ -491,12 +506,13 @@ func waitLoopIdle(t *testing.T, loop *writeLoop) {
 	}
 }
 
-// TestWriteDelayOnlyWhenBusy: a loop that wrote to a few connections
-// writes the next frames at once; one that wrote to busyRound connections
-// or more lets frames gather for at most the write delay, and every frame
-// still arrives, in order.
+// TestWriteDelayOnlyWhenBusy: a loop that wrote to a few connections, or
+// to many it had not written to a moment before, writes the next frames
+// at once; one that wrote to busyRound connections again lets frames
+// gather for at most the write delay, and every frame still arrives, in
+// order.
 func TestWriteDelayOnlyWhenBusy(t *testing.T) {
-	const delay = 300 * time.Millisecond
+	const delay = 2 * time.Second // its window, two delays, outlasts a slow machine's rounds
 	s, rec, url := serveOneLoop(t, Config{WriteDelay: delay})
 	pauses := watchPauses(s.loops[0])
 
@@ -526,12 +542,12 @@ func TestWriteDelayOnlyWhenBusy(t *testing.T) {
 		t.Fatal("the loop never paused after a busy round")
 	}
 	for _, c := range conns {
-		c.Send([]byte("4second"))
+		c.Send([]byte("4third"))
 	}
 	for i, ws := range clients {
 		_ = ws.SetReadDeadline(time.Now().Add(10 * time.Second))
-		if _, msg, err := ws.ReadMessage(); err != nil || string(msg) != "4second" {
-			t.Fatalf("client %d: %q, %v; want 4second", i, msg, err)
+		if _, msg, err := ws.ReadMessage(); err != nil || string(msg) != "4third" {
+			t.Fatalf("client %d: %q, %v; want 4third", i, msg, err)
 		}
 	}
 	waitLoopIdle(t, s.loops[0])
