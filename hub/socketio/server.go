@@ -78,7 +78,7 @@ type Server struct {
 	Guard func(s *Socket, event string) json.RawMessage
 
 	// ConnectTimeout closes a connection that holds no socket this long
-	// after it opened (default 45s, as Socket.io).
+	// after it opened or its last socket left (default 45s, as Socket.io).
 	ConnectTimeout time.Duration
 	// MaxConnectFailures closes a connection after this many refused
 	// CONNECTs (default 5), so one connection cannot try tokens forever.
@@ -178,11 +178,7 @@ func (h *eioHandler) Open(ec *engineio.Conn, r *http.Request) {
 	s := (*Server)(h)
 	c := &Conn{eio: ec, srv: s, sockets: make(map[string]*Socket, 1)}
 	ec.Data = c
-	timeout := s.ConnectTimeout
-	if timeout <= 0 {
-		timeout = 45 * time.Second
-	}
-	c.idle = time.AfterFunc(timeout, c.closeIfIdle)
+	c.idle = time.AfterFunc(s.connectTimeout(), c.closeIfIdle)
 	if s.OnOpen != nil {
 		s.OnOpen(c, r)
 	}
@@ -222,7 +218,6 @@ func (h *eioHandler) Close(ec *engineio.Conn, reason string) {
 	if c == nil {
 		return
 	}
-	c.idle.Stop()
 	for _, sock := range c.takeSockets() {
 		sock.ns.remove(sock, reason)
 	}
@@ -243,7 +238,10 @@ type Conn struct {
 	pendingBinary int
 	failures      int
 
-	idle *time.Timer // closes the connection while it holds no socket
+	// idle closes the connection while it holds no socket; nil while it
+	// holds one (as Socket.io's connectTimeout, cleared on a join, but
+	// armed again when the last socket leaves). Guarded by mu.
+	idle *time.Timer
 
 	// Data is the application's state for the connection; set it in OnOpen.
 	Data any
@@ -257,7 +255,29 @@ func (c *Conn) Transport() *engineio.Conn { return c.eio }
 
 // SetConnectTimeout closes the connection d from now unless it holds a
 // socket then.
-func (c *Conn) SetConnectTimeout(d time.Duration) { c.idle.Reset(d) }
+func (c *Conn) SetConnectTimeout(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.idle != nil {
+		c.idle.Reset(d)
+	}
+}
+
+// connectTimeout is ConnectTimeout or its default.
+func (s *Server) connectTimeout() time.Duration {
+	if s.ConnectTimeout > 0 {
+		return s.ConnectTimeout
+	}
+	return 45 * time.Second
+}
+
+// stopIdleLocked stops the idle timer; c.mu is held.
+func (c *Conn) stopIdleLocked() {
+	if c.idle != nil {
+		c.idle.Stop()
+		c.idle = nil // an idle connection's memory is counted in bytes
+	}
+}
 
 func (c *Conn) closeIfIdle() {
 	c.mu.Lock()
@@ -285,6 +305,7 @@ func (c *Conn) takeSockets() []*Socket {
 		out = append(out, s)
 	}
 	c.sockets = nil
+	c.stopIdleLocked()
 	return out
 }
 
@@ -403,6 +424,7 @@ func (c *Conn) connect(p protocol.Packet) {
 		return
 	}
 	c.sockets[p.Namespace] = s
+	c.stopIdleLocked()
 	c.mu.Unlock()
 	ns.add(s)
 	c.send(protocol.ConnectFrame(p.Namespace, s.id))
@@ -418,6 +440,9 @@ func (c *Conn) detach(s *Socket) bool {
 		return false
 	}
 	delete(c.sockets, s.ns.name)
+	if len(c.sockets) == 0 && c.idle == nil {
+		c.idle = time.AfterFunc(c.srv.connectTimeout(), c.closeIfIdle)
+	}
 	return true
 }
 

@@ -245,6 +245,21 @@ func TestIdleAndFailingConnectionsAreClosed(t *testing.T) {
 			t.Fatalf("expected a read timeout on an open connection, got %v", err)
 		}
 	})
+	t.Run("the last socket's leaving arms the timeout again", func(t *testing.T) {
+		c := dial(t, url)
+		c.send("40/open,")
+		c.read()
+		c.send("41/open,")
+		_ = c.ws.SetReadDeadline(time.Now().Add(5 * time.Second))
+		for {
+			if _, _, err := c.ws.ReadMessage(); err != nil {
+				if !websocket.IsCloseError(err, websocket.CloseNormalClosure) {
+					t.Fatalf("closed with %v, want a normal close after the timeout", err)
+				}
+				return
+			}
+		}
+	})
 	t.Run("too many refused CONNECTs", func(t *testing.T) {
 		c := dial(t, url)
 		for range 3 {
