@@ -106,7 +106,10 @@ func (p *Poller) Add(c *Client) error {
 	l.mu.Lock()
 	l.conns[int32(fd)] = c
 	l.mu.Unlock()
-	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP, Fd: int32(fd)}
+	// Edge-triggered: a socket read to the end is not polled again by
+	// the next epoll_wait (level-triggered, every reported socket was),
+	// and new data reports it afresh.
+	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLET, Fd: int32(fd)}
 	if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
 		l.finish(c)
 		return fmt.Errorf("poller: epoll_ctl: %w", err)
@@ -148,7 +151,10 @@ func (l *pollLoop) run(stop *atomic.Bool) {
 			c := l.conns[ev.Fd]
 			l.mu.Unlock()
 			if c != nil {
-				l.read(c, buf)
+				for l.read(c, buf) {
+					// The read filled the buffer: more may wait, and no new
+					// edge reports it.
+				}
 			}
 		}
 		if n > 0 && n < len(events) {
@@ -160,39 +166,46 @@ func (l *pollLoop) run(stop *atomic.Bool) {
 	}
 }
 
-// read reads what c has waiting (level-triggered: the rest, if any, is
-// reported again) and handles every complete frame.
-func (l *pollLoop) read(c *Client, buf []byte) {
+// read reads what c has waiting and handles every complete frame; it
+// reports whether the read filled the buffer it was given, in which case
+// more may be waiting (a shorter read took everything the socket held).
+func (l *pollLoop) read(c *Client, buf []byte) (more bool) {
 	var data []byte
-	var n int
+	var n, room int
 	var err error
 	if len(c.pending) > len(buf)/2 {
 		// A large frame in progress gathers in its own buffer.
 		c.pending = slices.Grow(c.pending, 64<<10)
+		room = cap(c.pending) - len(c.pending)
 		n, err = unix.Read(c.fd, c.pending[len(c.pending):cap(c.pending)])
 		if n > 0 {
 			data = c.pending[:len(c.pending)+n]
 		}
 	} else {
 		m := copy(buf, c.pending)
+		room = len(buf) - m
 		n, err = unix.Read(c.fd, buf[m:])
 		if n > 0 {
 			data = buf[:m+n]
 		}
 	}
 	if n <= 0 {
-		if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EINTR) {
-			return
+		if errors.Is(err, unix.EAGAIN) {
+			return false
+		}
+		if errors.Is(err, unix.EINTR) {
+			return true
 		}
 		l.finish(c)
-		return
+		return false
 	}
 	rest, err := c.consume(data)
 	if err != nil {
 		l.finish(c)
-		return
+		return false
 	}
 	c.pending = append(c.pending[:0], rest...)
+	return n == room
 }
 
 // finish closes a polled connection and marks it ended.
