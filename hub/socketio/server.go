@@ -178,7 +178,9 @@ func (h *eioHandler) Open(ec *engineio.Conn, r *http.Request) {
 	s := (*Server)(h)
 	c := &Conn{eio: ec, srv: s, sockets: make(map[string]*Socket, 1)}
 	ec.Data = c
-	c.idle = time.AfterFunc(s.connectTimeout(), c.closeIfIdle)
+	c.mu.Lock()
+	c.armIdleLocked()
+	c.mu.Unlock()
 	if s.OnOpen != nil {
 		s.OnOpen(c, r)
 	}
@@ -241,7 +243,8 @@ type Conn struct {
 	// idle closes the connection while it holds no socket; nil while it
 	// holds one (as Socket.io's connectTimeout, cleared on a join, but
 	// armed again when the last socket leaves). Guarded by mu.
-	idle *time.Timer
+	idle    *time.Timer
+	idleGen uint64
 
 	// Data is the application's state for the connection; set it in OnOpen.
 	Data any
@@ -271,17 +274,27 @@ func (s *Server) connectTimeout() time.Duration {
 	return 45 * time.Second
 }
 
+// armIdleLocked starts the idle timer; c.mu is held. Each arming has its
+// own generation, so a callback already running when its timer was
+// stopped (Stop does not wait for it) finds itself stale.
+func (c *Conn) armIdleLocked() {
+	c.idleGen++
+	gen := c.idleGen
+	c.idle = time.AfterFunc(c.srv.connectTimeout(), func() { c.closeIfIdle(gen) })
+}
+
 // stopIdleLocked stops the idle timer; c.mu is held.
 func (c *Conn) stopIdleLocked() {
 	if c.idle != nil {
 		c.idle.Stop()
 		c.idle = nil // an idle connection's memory is counted in bytes
+		c.idleGen++
 	}
 }
 
-func (c *Conn) closeIfIdle() {
+func (c *Conn) closeIfIdle(gen uint64) {
 	c.mu.Lock()
-	idle := len(c.sockets) == 0
+	idle := gen == c.idleGen && len(c.sockets) == 0
 	c.mu.Unlock()
 	if idle {
 		c.eio.Close("connect timeout")
@@ -441,7 +454,7 @@ func (c *Conn) detach(s *Socket) bool {
 	}
 	delete(c.sockets, s.ns.name)
 	if len(c.sockets) == 0 && c.idle == nil {
-		c.idle = time.AfterFunc(c.srv.connectTimeout(), c.closeIfIdle)
+		c.armIdleLocked()
 	}
 	return true
 }

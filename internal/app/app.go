@@ -381,8 +381,10 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          nil,
 	}
+	var ul *upgradeListener
 	if a.node != nil {
-		ln = newUpgradeListener(ln, "/socket.io/", a.handler, srv.ReadHeaderTimeout, a.log)
+		ul = newUpgradeListener(ln, "/socket.io/", a.handler, srv.ReadHeaderTimeout, a.log)
+		ln = ul
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
@@ -396,6 +398,11 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	sctx, cancel := context.WithTimeout(context.Background(), a.cfg.ShutdownTimeout)
 	defer cancel()
 	_ = srv.Shutdown(sctx) // stops accepting; hijacked WebSockets are the node's
+	if ul != nil {
+		// Upgrades whose head was read before the listener closed reach
+		// the node before its Shutdown looks at its connections.
+		_ = ul.Wait(sctx)
+	}
 	if a.node != nil {
 		if err := a.node.Shutdown(sctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
 			return err

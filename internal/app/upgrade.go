@@ -3,12 +3,14 @@ package app
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -34,6 +36,12 @@ type upgradeListener struct {
 	done  chan struct{}
 	once  sync.Once
 	err   error // why accepting stopped; read after done is closed
+
+	// Connections still reading their head, closed by Close; serving
+	// counts the goroutines of new connections, which Wait waits for.
+	mu      sync.Mutex
+	reading map[net.Conn]struct{}
+	serving sync.WaitGroup
 }
 
 // headReaders are the readers of request heads; a head that does not
@@ -47,7 +55,7 @@ const headBuffer = 4 << 10
 
 func newUpgradeListener(ln net.Listener, prefix string, h http.Handler, headTimeout time.Duration, log zerolog.Logger) *upgradeListener {
 	l := &upgradeListener{Listener: ln, prefix: prefix, h: h, headTimeout: headTimeout, log: log,
-		conns: make(chan net.Conn), done: make(chan struct{})}
+		conns: make(chan net.Conn), done: make(chan struct{}), reading: make(map[net.Conn]struct{})}
 	go l.acceptLoop()
 	return l
 }
@@ -62,11 +70,50 @@ func (l *upgradeListener) Accept() (net.Conn, error) {
 	}
 }
 
-// Close stops accepting; connections already upgraded live on.
+// Close stops accepting and closes the connections still reading their
+// head (net/http's Shutdown closes its idle ones too); connections
+// already upgraded live on, and the node's Shutdown closes them.
 func (l *upgradeListener) Close() error {
 	err := l.Listener.Close()
 	l.stop(net.ErrClosed)
+	l.mu.Lock()
+	for nc := range l.reading {
+		nc.Close()
+	}
+	l.mu.Unlock()
 	return err
+}
+
+// Wait waits, after Close, for the goroutines of the connections accepted
+// before it: an upgrade whose head was read by then has been handed to the
+// node (so the node's Shutdown sees it) or refused.
+func (l *upgradeListener) Wait(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() { l.serving.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// track records nc as reading its head, or reports false once the
+// listener is closed.
+func (l *upgradeListener) track(nc net.Conn, on bool) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !on {
+		delete(l.reading, nc)
+		return true
+	}
+	select {
+	case <-l.done:
+		return false
+	default:
+	}
+	l.reading[nc] = struct{}{}
+	return true
 }
 
 func (l *upgradeListener) stop(err error) {
@@ -81,8 +128,9 @@ func (l *upgradeListener) acceptLoop() {
 	for {
 		nc, err := l.Listener.Accept()
 		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				l.stop(err)
+			var te interface{ Temporary() bool }
+			if !errors.As(err, &te) || !te.Temporary() {
+				l.stop(err) // closed, or broken: Serve returns it
 				return
 			}
 			// Out of descriptors, say: wait and go on, as net/http does.
@@ -96,6 +144,7 @@ func (l *upgradeListener) acceptLoop() {
 			}
 		}
 		backoff = 0
+		l.serving.Add(1)
 		go l.serve(nc)
 	}
 }
@@ -103,18 +152,32 @@ func (l *upgradeListener) acceptLoop() {
 // serve reads the request head of a new connection and serves it here
 // when it is an upgrade under the prefix, or hands the connection on.
 func (l *upgradeListener) serve(nc net.Conn) {
+	defer l.serving.Done()
+	if !l.track(nc, true) {
+		nc.Close()
+		return
+	}
 	br := headReaders.Get().(*bufio.Reader)
 	br.Reset(nc)
 	_ = nc.SetReadDeadline(time.Now().Add(l.headTimeout))
-	head, fits, err := peekHead(br)
+	head, err := peekHead(br, "GET "+l.prefix)
+	l.track(nc, false)
+	select {
+	case <-l.done:
+		// Shutting down: nothing new is served.
+		nc.Close()
+		headReaders.Put(br)
+		return
+	default:
+	}
 	if err != nil {
-		// Nothing whole within the timeout, or the peer went away: what
-		// net/http would do after its own timeout.
+		// The peer went away, or sent nothing whole in time: what net/http
+		// does after its own timeout.
 		nc.Close()
 		headReaders.Put(br)
 		return
 	}
-	if !fits || !isUpgrade(head, l.prefix) {
+	if head == nil || !isUpgrade(head, l.prefix) {
 		// net/http reads it from the start, the bytes peeked included.
 		_ = nc.SetReadDeadline(time.Time{})
 		select {
@@ -148,30 +211,60 @@ func (l *upgradeListener) serve(nc net.Conn) {
 }
 
 // peekHead returns the request head in br's buffer without consuming
-// it: everything up to the blank line. fits is false when the head is
-// larger than the buffer.
-func peekHead(br *bufio.Reader) (head []byte, fits bool, err error) {
+// it: everything up to the blank line (CRLF or bare LF endings, as net/http
+// reads them). It returns nil, no error, as soon as the head is not one to
+// serve here: its first line does not start with want, or it is larger
+// than the buffer.
+func peekHead(br *bufio.Reader, want string) ([]byte, error) {
+	from, lineSeen := 0, false
 	for {
 		n := br.Buffered() + 1
 		if n > br.Size() {
-			return nil, false, nil
+			return nil, nil
 		}
 		if _, err := br.Peek(n); err != nil {
-			return nil, false, err
+			return nil, err
 		}
 		b, _ := br.Peek(br.Buffered())
-		if i := bytes.Index(b, []byte("\r\n\r\n")); i >= 0 {
-			return b[:i+4], true, nil
+		if !lineSeen {
+			if !bytes.HasPrefix(b, []byte(want)[:min(len(b), len(want))]) {
+				return nil, nil // net/http's from its first bytes
+			}
+			if i := bytes.IndexByte(b, '\n'); i < 0 {
+				continue
+			}
+			lineSeen = true
+		}
+		if end := headEnd(b, from); end > 0 {
+			return b[:end], nil
+		}
+		from = max(len(b)-3, 0) // the blank line may straddle reads
+	}
+}
+
+// headEnd returns the length of the head in b — up to and including its
+// blank line — looking from offset from on, or 0 if b holds no blank line.
+func headEnd(b []byte, from int) int {
+	for i := from; i < len(b); i++ {
+		if b[i] != '\n' {
+			continue
+		}
+		switch {
+		case i+1 < len(b) && b[i+1] == '\n':
+			return i + 2
+		case i+2 < len(b) && b[i+1] == '\r' && b[i+2] == '\n':
+			return i + 3
 		}
 	}
+	return 0
 }
 
 // checkRequest refuses what net/http's server refuses in a request head
 // beyond its syntax: HTTP/1.1 without exactly one Host, and header values
 // with control characters.
 func checkRequest(r *http.Request) error {
-	if r.Host == "" || len(r.Header.Values("Host")) > 1 {
-		return errors.New("missing or repeated Host")
+	if r.Host == "" || len(r.Header.Values("Host")) > 1 || !validHost(r.Host) {
+		return errors.New("missing, repeated or malformed Host")
 	}
 	for _, vs := range r.Header {
 		for _, v := range vs {
@@ -183,6 +276,21 @@ func checkRequest(r *http.Request) error {
 		}
 	}
 	return nil
+}
+
+// validHost reports whether h holds only the bytes a Host header may
+// (RFC 3986's reg-name, IP literals and a port), as net/http checks.
+func validHost(h string) bool {
+	for i := 0; i < len(h); i++ {
+		c := h[i]
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		case strings.IndexByte("!$%&'()*+,-./:;=?@[]_~", c) >= 0:
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 // isUpgrade reports whether head is a GET under prefix asking for a

@@ -10,6 +10,9 @@ import (
 	"net/http"
 	"net/http/httptrace"
 	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -23,14 +26,30 @@ import (
 // itself in the request's context; the listener does not).
 func upgradeServer(t *testing.T) string {
 	t.Helper()
-	mux := http.NewServeMux()
+	return startUpgradeServer(t).addr
+}
+
+type upgradeTestServer struct {
+	addr     string
+	handled  *atomic.Int64 // requests the handler chain saw
+	shutdown func()        // as App.Serve shuts down: the server, then the listener's stragglers
+}
+
+func startUpgradeServer(t *testing.T) *upgradeTestServer {
+	t.Helper()
+	handled := new(atomic.Int64)
+	inner := http.NewServeMux()
+	mux := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		handled.Add(1)
+		inner.ServeHTTP(w, r)
+	})
 	via := func(r *http.Request) string {
 		if r.Context().Value(http.ServerContextKey) != nil {
 			return "net/http"
 		}
 		return "listener"
 	}
-	mux.HandleFunc("/socket.io/", func(w http.ResponseWriter, r *http.Request) {
+	inner.HandleFunc("/socket.io/", func(w http.ResponseWriter, r *http.Request) {
 		if r.Header.Get("Upgrade") == "" {
 			w.Header().Set("X-Via", via(r))
 			fmt.Fprint(w, "not an upgrade")
@@ -56,7 +75,7 @@ func upgradeServer(t *testing.T) string {
 			_, _ = io.Copy(nc, io.MultiReader(io.LimitReader(brw.Reader, int64(brw.Reader.Buffered())), nc))
 		}()
 	})
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+	inner.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("X-Via", via(r))
 		fmt.Fprint(w, "ok")
 	})
@@ -68,15 +87,22 @@ func upgradeServer(t *testing.T) string {
 	ul := newUpgradeListener(ln, "/socket.io/", mux, 5*time.Second, zerolog.Nop())
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ul) }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(ctx)
-		if err := <-done; !errors.Is(err, http.ErrServerClosed) {
-			t.Errorf("Serve: %v", err)
-		}
-	})
-	return ln.Addr().String()
+	var once sync.Once
+	shutdown := func() {
+		once.Do(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_ = srv.Shutdown(ctx)
+			if err := ul.Wait(ctx); err != nil {
+				t.Errorf("listener: %v", err)
+			}
+			if err := <-done; !errors.Is(err, http.ErrServerClosed) {
+				t.Errorf("Serve: %v", err)
+			}
+		})
+	}
+	t.Cleanup(shutdown)
+	return &upgradeTestServer{addr: ln.Addr().String(), handled: handled, shutdown: shutdown}
 }
 
 func upgradeHead(path string, extra ...string) string {
@@ -117,6 +143,14 @@ func TestUpgradeListener(t *testing.T) {
 			[]string{"HTTP/1.1 400"}, ""},
 		{"control character in a value", []string{upgradeHead("/socket.io/", "Origin: a\x01b")},
 			[]string{"HTTP/1.1 400"}, ""},
+		{"malformed Host", []string{"GET /socket.io/ HTTP/1.1\r\nHost: a b\r\nUpgrade: websocket\r\n\r\n"},
+			[]string{"HTTP/1.1 400"}, ""},
+		{"bare LF line endings, plain", []string{"GET /healthz HTTP/1.1\nHost: hub.test\n\n"},
+			[]string{"HTTP/1.1 200", "X-Via: net/http"}, ""},
+		{"bare LF line endings, HTTP/1.0", []string{"GET /healthz HTTP/1.0\n\n"},
+			[]string{"HTTP/1.0 200", "X-Via: net/http"}, ""},
+		{"bare LF line endings, upgrade", []string{"GET /socket.io/ HTTP/1.1\nHost: hub.test\nUpgrade: websocket\n\n"},
+			[]string{"HTTP/1.1 101", "X-Via: net/http"}, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -198,6 +232,33 @@ func TestUpgradeListenerKeepAlive(t *testing.T) {
 	}
 	if remotes[0] != remotes[1] || remotes[1] != remotes[2] {
 		t.Fatalf("requests on connections %v: not kept alive", remotes)
+	}
+}
+
+// TestUpgradeListenerShutdown: a connection still sending its head when
+// the server shuts down is closed, and its request never reaches the
+// handler chain afterwards.
+func TestUpgradeListenerShutdown(t *testing.T) {
+	srv := startUpgradeServer(t)
+	nc, err := net.Dial("tcp", srv.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	if _, err := io.WriteString(nc, "GET /socket.io/?EIO=4 HTTP/1.1\r\nHost: hub.test\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(50 * time.Millisecond) // the listener is reading the head
+	srv.shutdown()
+	before := srv.handled.Load()
+	_, _ = io.WriteString(nc, "Upgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+	_ = nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	// Closed: an EOF, or a reset for the bytes written after the close.
+	if b, err := io.ReadAll(nc); len(b) != 0 || (err != nil && !errors.Is(err, syscall.ECONNRESET)) {
+		t.Fatalf("after shutdown the client read %q, %v; want the connection closed", b, err)
+	}
+	if after := srv.handled.Load(); after != before || before != 0 {
+		t.Fatalf("the handler chain saw %d requests, then %d", before, after)
 	}
 }
 
