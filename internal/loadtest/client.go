@@ -88,7 +88,9 @@ func DialFrom(ctx context.Context, base, ns, token string, local net.IP) (*Clien
 	if err != nil {
 		return nil, fmt.Errorf("hub url: %w", err)
 	}
-	d := net.Dialer{Timeout: handshakeTimeout}
+	// No keep-alive probes: they cost four setsockopt calls per connection
+	// and the hub's pings keep the connection honest.
+	d := net.Dialer{Timeout: handshakeTimeout, KeepAlive: -1}
 	if local != nil {
 		d.LocalAddr = &net.TCPAddr{IP: local}
 		d.Control = bindNoPort

@@ -98,9 +98,8 @@ func (p *Poller) Add(c *Client) error {
 	_ = c.conn.Close()
 	c.conn, c.fd = nil, fd
 	c.wmu.Unlock()
-	if err := unix.SetNonblock(fd, true); err != nil {
-		return fmt.Errorf("poller: %w", err)
-	}
+	// Non-blocking already: O_NONBLOCK, set by the runtime, is a flag of
+	// the open file, which the duplicate shares.
 
 	l := p.loops[int(p.next.Add(1))%len(p.loops)]
 	l.mu.Lock()
