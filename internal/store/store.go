@@ -7,6 +7,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -18,7 +19,8 @@ import (
 	"github.com/uptrace/bun/dialect/sqlitedialect"
 	"github.com/uptrace/bun/driver/pgdriver"
 	"github.com/uptrace/bun/migrate"
-	_ "modernc.org/sqlite" // pure-Go SQLite driver "sqlite"
+	"modernc.org/sqlite" // pure-Go SQLite driver "sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
 
 	"github.com/medianest/hub/schema"
 )
@@ -62,7 +64,7 @@ func Open(ctx context.Context, url, dataDir string) (*Store, error) {
 	s := &Store{DB: db, Dialect: dialect}
 	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	if err := db.PingContext(pctx); err != nil {
+	if err := ping(pctx, db); err != nil {
 		_ = db.Close()
 		return nil, fmt.Errorf("store: connect %s: %w", dialect, err)
 	}
@@ -71,6 +73,26 @@ func Open(ctx context.Context, url, dataDir string) (*Store, error) {
 		return nil, err
 	}
 	return s, nil
+}
+
+// ping opens the first connection. On SQLite that runs the connection's
+// pragmas, and switching a new database to WAL while another process
+// does the same can fail at once with SQLITE_BUSY (the busy timeout does
+// not cover it): several nodes starting together on one file retry, within
+// ctx, instead of one of them failing.
+func ping(ctx context.Context, db *bun.DB) error {
+	for wait := 5 * time.Millisecond; ; wait = min(2*wait, 200*time.Millisecond) {
+		err := db.PingContext(ctx)
+		var se *sqlite.Error
+		if err == nil || !errors.As(err, &se) || se.Code()&0xff != sqlite3.SQLITE_BUSY {
+			return err
+		}
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+			return fmt.Errorf("%w (%w)", err, ctx.Err())
+		}
+	}
 }
 
 // Migrate applies pending migrations under the migrator's lock, so several
