@@ -710,11 +710,11 @@ func (w *writeLoop) pause(d time.Duration) {
 
 // busyRound is the number of connections in a round, each written to
 // within two delays before, from which a write loop counts as busy and
-// lets frames gather for the write delay: that many system calls are ≈ 0.25 ms of a core over
-// loopback, where gathering starts to pay for the latency it adds. Only
-// connections that come back count: a room fed at a steady rate does, a
-// burst of new connections (each with its CONNECT reply) does not, and
-// gathering would only slow the latter down.
+// lets frames gather for the write delay: that many system calls are
+// ≈ 0.25 ms of a core over loopback, where gathering starts to pay for
+// the latency it adds. Only connections that come back count: a room fed
+// at a steady rate does, a burst of new connections (each with its
+// CONNECT reply) does not, and gathering would only slow the latter down.
 const busyRound = 64
 
 // closeGrace is how long the peer has to answer a close frame.
