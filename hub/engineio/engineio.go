@@ -67,11 +67,11 @@ type Config struct {
 	// WriteDelay, when positive, is how long a write loop lets frames
 	// gather after a busy round — one that wrote to busyRound connections
 	// or more that had frames a moment before as well, a room fed at a
-	// steady rate — before it writes again: one
-	// system call per connection per interval under load instead of one
-	// per frame, for up to that much more latency (Centrifugo's
-	// write_delay, applied only under load). A loop that was not busy
-	// writes at once, so a quiet hub adds no latency. 0 turns it off.
+	// steady rate — before it writes again: one system call per
+	// connection per interval under load instead of one per frame, for up
+	// to that much more latency (Centrifugo's write_delay, applied only
+	// under load). A loop that was not busy writes at once, so a quiet hub
+	// adds no latency. 0 turns it off.
 	WriteDelay time.Duration
 }
 
@@ -189,6 +189,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	accept, err := checkUpgrade(r)
 	if err != nil {
+		s.log.Debug().Err(err).Msg("websocket handshake refused")
 		writeError(w, http.StatusBadRequest, 3, "Bad request")
 		return
 	}
@@ -283,11 +284,7 @@ func (s *Server) Len() int { return int(s.stats.Open.Load()) }
 func (s *Server) Shutdown(ctxDone <-chan struct{}) {
 	s.closing.Store(true)
 	for _, w := range s.loops {
-		// A loop gathering frames writes the close frames at once.
-		select {
-		case w.wake <- struct{}{}:
-		default:
-		}
+		w.nudge() // a loop gathering frames writes the close frames at once
 	}
 	s.conns.Range(func(k, _ any) bool {
 		k.(*Conn).CloseWithError(websocket.CloseGoingAway, ReasonShutdown, ReasonShutdown)
@@ -421,11 +418,7 @@ func (c *Conn) enqueue(op byte, data []byte) bool {
 		c.loop.push(c)
 	}
 	if half && c.loop.delay > 0 {
-		// Its loop may be gathering frames: it writes now instead.
-		select {
-		case c.loop.wake <- struct{}{}:
-		default:
-		}
+		c.loop.nudge() // its loop may be gathering frames: it writes now instead
 	}
 	return true
 }
@@ -686,6 +679,14 @@ func (w *writeLoop) run() {
 		w.mu.Lock()
 		w.spare = round[:0]
 		w.mu.Unlock()
+	}
+}
+
+// nudge ends the loop's pause, or the next one if it is not pausing.
+func (w *writeLoop) nudge() {
+	select {
+	case w.wake <- struct{}{}:
+	default:
 	}
 }
 

@@ -11,4 +11,4 @@ const canRaw = false
 
 func (c *Conn) tryWrite([]byte) (int, error) { return 0, errors.New("engineio: no raw writes here") }
 
-func (c *Conn) readInto(get func() []byte, _ func()) (int, error) { return c.readPlain(get) }
+func (c *Conn) readInto(st *readState) (int, error) { return c.readPlain(st) }

@@ -43,37 +43,38 @@ func (c *Conn) tryWrite(b []byte) (int, error) {
 	return n, werr
 }
 
-// readInto waits until the socket is readable, then reads into the buffer
-// get returns; release is called when get's buffer was taken but nothing
-// could be read, before waiting again. Waiting costs no buffer.
-func (c *Conn) readInto(get func() []byte, release func()) (int, error) {
+// readInto waits until the socket is readable, then reads into st.buf();
+// a pooled buffer taken for an attempt that found nothing to read goes
+// back before waiting again, so waiting costs no buffer.
+func (c *Conn) readInto(st *readState) (int, error) {
 	if c.raw == nil {
-		return c.readPlain(get)
+		return c.readPlain(st)
 	}
-	var n int
-	var rerr error
-	err := c.raw.Read(func(fd uintptr) bool {
-		b := get()
-		for {
-			m, err := unix.Read(int(fd), b)
-			switch err {
-			case unix.EINTR:
-				continue
-			case unix.EAGAIN:
-				release()
-				return false
+	if st.rawRead == nil {
+		st.rawRead = func(fd uintptr) bool {
+			b := st.buf()
+			for {
+				m, err := unix.Read(int(fd), b)
+				switch err {
+				case unix.EINTR:
+					continue
+				case unix.EAGAIN:
+					st.release()
+					return false
+				}
+				st.n, st.err = m, err
+				return true
 			}
-			n, rerr = m, err
-			return true
 		}
-	})
+	}
+	err := c.raw.Read(st.rawRead)
 	switch {
 	case err != nil:
 		return 0, err
-	case rerr != nil:
-		return 0, rerr
-	case n <= 0:
+	case st.err != nil:
+		return 0, st.err
+	case st.n <= 0:
 		return 0, io.EOF
 	}
-	return n, nil
+	return st.n, nil
 }

@@ -27,29 +27,21 @@ import (
 // acceptGUID is RFC 6455's key suffix for Sec-WebSocket-Accept.
 const acceptGUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
-// handshakeError is a refused upgrade: the status and Engine.IO error to
-// answer with.
-type handshakeError struct {
-	status int
-	reason string
-}
-
-func (e *handshakeError) Error() string { return e.reason }
-
 // checkUpgrade validates a WebSocket opening handshake and returns the
-// Sec-WebSocket-Accept value to answer with.
+// Sec-WebSocket-Accept value to answer with. Every refusal is a 400
+// (Engine.IO's "Bad request"); the error says why, for the debug log.
 func checkUpgrade(r *http.Request) (string, error) {
 	switch {
 	case !headerHasToken(r.Header, "Connection", "upgrade"):
-		return "", &handshakeError{http.StatusBadRequest, "connection header lacks upgrade"}
+		return "", errors.New("connection header lacks upgrade")
 	case !headerHasToken(r.Header, "Upgrade", "websocket"):
-		return "", &handshakeError{http.StatusBadRequest, "upgrade header is not websocket"}
+		return "", errors.New("upgrade header is not websocket")
 	case r.Header.Get("Sec-Websocket-Version") != "13":
-		return "", &handshakeError{http.StatusBadRequest, "websocket version is not 13"}
+		return "", errors.New("websocket version is not 13")
 	}
 	key := r.Header.Get("Sec-Websocket-Key")
 	if raw, err := base64.StdEncoding.DecodeString(key); err != nil || len(raw) != 16 {
-		return "", &handshakeError{http.StatusBadRequest, "bad Sec-WebSocket-Key"}
+		return "", errors.New("bad Sec-WebSocket-Key")
 	}
 	h := sha1.New()
 	h.Write([]byte(key))
@@ -140,6 +132,36 @@ type readState struct {
 	need  int    // bytes the frame in progress needs in all, when known
 	msg   []byte // a fragmented message being assembled
 	msgOp byte   // its opcode; 0 when none is in progress
+
+	// Where the next read lands: into tail when set, else into a pooled
+	// buffer taken only once the socket is readable (pooled, then).
+	tail   []byte
+	pooled *[]byte
+	// rawRead is the read step given to the descriptor, made once per
+	// connection so that a read allocates nothing; n and err are what
+	// its last call read.
+	rawRead func(fd uintptr) bool
+	n       int
+	err     error
+}
+
+// buf is the buffer the next read goes into.
+func (st *readState) buf() []byte {
+	if st.tail != nil {
+		return st.tail
+	}
+	if st.pooled == nil {
+		st.pooled = readPool.Get().(*[]byte)
+	}
+	return *st.pooled
+}
+
+// release gives a pooled buffer back.
+func (st *readState) release() {
+	if st.pooled != nil {
+		readPool.Put(st.pooled)
+		st.pooled = nil
+	}
 }
 
 // read is the connection's reader goroutine: it hands each message to
@@ -176,32 +198,22 @@ func (c *Conn) read(early []byte) {
 // readPooled reads into a pooled buffer taken only once the socket is
 // readable, and keeps the unfinished tail, if any.
 func (c *Conn) readPooled(st *readState) error {
-	var buf *[]byte
-	n, err := c.readInto(func() []byte {
-		if buf == nil {
-			buf = readPool.Get().(*[]byte)
-		}
-		return *buf
-	}, func() {
-		readPool.Put(buf)
-		buf = nil
-	})
-	if buf == nil {
+	st.tail = nil
+	n, err := c.readInto(st)
+	defer st.release()
+	if err != nil || st.pooled == nil {
 		return err
 	}
-	defer readPool.Put(buf)
-	if err != nil {
-		return err
-	}
-	return c.frames(st, (*buf)[:n])
+	return c.frames(st, (*st.pooled)[:n])
 }
 
 // readMore reads after an unfinished frame, into a buffer that grows
 // towards that frame's size as its bytes arrive.
 func (c *Conn) readMore(st *readState) error {
 	st.in = growFor(st.in, st.need)
-	tail := st.in[len(st.in):cap(st.in)]
-	n, err := c.readInto(func() []byte { return tail }, func() {})
+	st.tail = st.in[len(st.in):cap(st.in)]
+	n, err := c.readInto(st)
+	st.tail = nil
 	if err != nil {
 		return err
 	}
@@ -442,8 +454,8 @@ func (c *Conn) readError(err error) {
 
 // readPlain reads with the connection's blocking Read, for connections
 // without a raw descriptor.
-func (c *Conn) readPlain(get func() []byte) (int, error) {
-	n, err := c.nc.Read(get())
+func (c *Conn) readPlain(st *readState) (int, error) {
+	n, err := c.nc.Read(st.buf())
 	if n > 0 {
 		return n, nil
 	}

@@ -14,7 +14,7 @@ import (
 
 // benchRoom builds a namespace with n sockets in room "r" whose frames are
 // counted instead of written.
-func benchRoom(b *testing.B, n int) (*Namespace, *atomic.Int64) {
+func benchRoom(b testing.TB, n int) (*Namespace, *atomic.Int64) {
 	b.Helper()
 	srv := NewServer(engineio.Config{}, zerolog.Nop())
 	ns := srv.Of("/media")
@@ -28,6 +28,26 @@ func benchRoom(b *testing.B, n int) (*Namespace, *atomic.Int64) {
 		s.Join("r")
 	}
 	return ns, &frames
+}
+
+// TestBroadcastAllocatesPerBroadcast: the broadcast path allocates per
+// broadcast, never per delivery — a room of 1,000 costs what a room of
+// one does.
+func TestBroadcastAllocatesPerBroadcast(t *testing.T) {
+	frame := protocol.AppendEvent(nil, "/media", protocol.NoID, "media-status", json.RawMessage(`{"state":"playing"}`))
+	allocs := func(n int) float64 {
+		ns, frames := benchRoom(t, n)
+		ns.BroadcastFrame("r", frame) // warm: shard slices grown once
+		a := testing.AllocsPerRun(100, func() { ns.BroadcastFrame("r", frame) })
+		if got := frames.Load(); got != int64(102*n) {
+			t.Fatalf("%d sockets: %d frames delivered, want %d", n, got, 102*n)
+		}
+		return a
+	}
+	one, thousand := allocs(1), allocs(1000)
+	if thousand > one {
+		t.Fatalf("a broadcast to 1,000 sockets allocates %.1f times, to one %.1f: allocation per delivery", thousand, one)
+	}
 }
 
 // BenchmarkBroadcast is one media-status style broadcast to a room:

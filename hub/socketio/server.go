@@ -191,13 +191,7 @@ func (h *eioHandler) Message(ec *engineio.Conn, data []byte) {
 	if c == nil {
 		return
 	}
-	defer func() {
-		// A bug in one handler must cost one connection, not the node.
-		if v := recover(); v != nil {
-			c.srv.log.Error().Interface("panic", v).Str("conn", c.ID()).Msg("event handler panicked; closing the connection")
-			ec.CloseWithError(websocket.CloseInternalServerErr, engineio.ReasonServerClose, "internal error")
-		}
-	}()
+	defer c.closeOnPanic("event handler")
 	c.handle(data)
 }
 
@@ -248,6 +242,16 @@ type Conn struct {
 
 	// Data is the application's state for the connection; set it in OnOpen.
 	Data any
+}
+
+// closeOnPanic, deferred, turns a panic in what handles c's packets into
+// a log line and the connection's close (1011): a bug in one handler
+// costs one connection, not the node.
+func (c *Conn) closeOnPanic(what string) {
+	if v := recover(); v != nil {
+		c.srv.log.Error().Interface("panic", v).Str("conn", c.ID()).Msgf("%s panicked; closing the connection", what)
+		c.eio.CloseWithError(websocket.CloseInternalServerErr, engineio.ReasonServerClose, "internal error")
+	}
 }
 
 // ID is the Engine.IO session id.
@@ -353,12 +357,7 @@ func (c *Conn) handle(data []byte) {
 		done := make(chan struct{})
 		c.srv.admit.run(func() {
 			defer close(done)
-			defer func() {
-				if v := recover(); v != nil {
-					c.srv.log.Error().Interface("panic", v).Str("conn", c.ID()).Msg("admission panicked; closing the connection")
-					c.eio.CloseWithError(websocket.CloseInternalServerErr, engineio.ReasonServerClose, "internal error")
-				}
-			}()
+			defer c.closeOnPanic("admission")
 			c.connect(p)
 		})
 		<-done

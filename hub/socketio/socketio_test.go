@@ -197,6 +197,7 @@ func TestMiddlewareRefusalAndPanic(t *testing.T) {
 		}
 		s.Of("/broken").Middleware = func(*Socket, json.RawMessage) error { return errors.New("db down") }
 		s.Of("/panic").On("boom", func(*Socket, []json.RawMessage, Ack) { panic("bug") })
+		s.Of("/crash").Middleware = func(*Socket, json.RawMessage) error { panic("admission bug") }
 	})
 	c := dial(t, url)
 	c.send("40/locked,")
@@ -214,10 +215,20 @@ func TestMiddlewareRefusalAndPanic(t *testing.T) {
 	if _, _, err := c.ws.ReadMessage(); !websocket.IsCloseError(err, websocket.CloseInternalServerErr) {
 		t.Fatalf("after a handler panic: %v", err)
 	}
-	// The server survives.
+	// A panic in admission (on an admitter goroutine) costs its
+	// connection too, and nothing else.
+	c3 := dial(t, url)
+	c3.send("40/crash,")
+	_ = c3.ws.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, _, err := c3.ws.ReadMessage(); !websocket.IsCloseError(err, websocket.CloseInternalServerErr) {
+		t.Fatalf("after an admission panic: %v", err)
+	}
+	// The server survives, and its admitters still admit.
 	c2 := dial(t, url)
 	c2.send("40/locked,")
-	c2.read()
+	if m := c2.read(); !strings.HasPrefix(m, "44/locked,") {
+		t.Fatalf("after the panics: %q", m)
+	}
 }
 
 func TestIdleAndFailingConnectionsAreClosed(t *testing.T) {
